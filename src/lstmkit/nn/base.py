@@ -1,0 +1,303 @@
+"""The interface every recurrent core shares: torch.nn.LSTM's arguments, inputs and outputs.
+
+`LSTMBase.forward` owns the plumbing once — batch_first, unbatched input, PackedSequence,
+``lengths=``, state creation on the input's device and dtype, and validation with messages that
+name expected and actual sizes. A backend implements only `_run` (and optionally
+`_run_packed`) on time-major tensors.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+State = tuple[Tensor, Tensor]
+Lengths = Tensor | Sequence[int]
+
+
+def check_lstm_args(
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    bias: bool,
+    batch_first: bool,
+    dropout: float,
+    bidirectional: bool,
+    proj_size: int,
+) -> None:
+    """Validate torch.nn.LSTM's constructor arguments with messages that name the argument."""
+    for name, value in (
+        ("input_size", input_size),
+        ("hidden_size", hidden_size),
+        ("num_layers", num_layers),
+        ("proj_size", proj_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    if num_layers <= 0:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    if proj_size < 0:
+        raise ValueError(f"proj_size must be >= 0 (0 disables the projection), got {proj_size}")
+    if proj_size >= hidden_size:
+        raise ValueError(
+            f"proj_size must be smaller than hidden_size, got proj_size={proj_size} "
+            f"and hidden_size={hidden_size}"
+        )
+    for name, value in (
+        ("bias", bias),
+        ("batch_first", batch_first),
+        ("bidirectional", bidirectional),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+
+
+def apply_init_options(module: nn.Module, forget_bias: float, recurrent_init: str) -> None:
+    """Initialisation options both backends honour (they change values, not the computation).
+
+    ``forget_bias`` is added to the forget-gate slice ``[hidden:2*hidden]`` of every ``bias_ih``;
+    ``recurrent_init="orthogonal"`` draws each gate's block of ``weight_hh`` orthogonal (Saxe et
+    al. 2014).
+    """
+    if recurrent_init not in ("default", "orthogonal"):
+        raise ValueError(
+            f"recurrent_init must be 'default' or 'orthogonal', got {recurrent_init!r}"
+        )
+    if forget_bias and not module.bias:
+        raise ValueError(f"forget_bias={forget_bias} needs bias=True (there is no bias to shift)")
+    hidden = module.hidden_size
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if forget_bias and name.startswith("bias_ih_l"):
+                param[hidden : 2 * hidden] += forget_bias
+            if recurrent_init == "orthogonal" and name.startswith("weight_hh_l"):
+                for gate in range(4):
+                    nn.init.orthogonal_(param[gate * hidden : (gate + 1) * hidden])
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+class LSTMBase(nn.Module):
+    """Common interface of lstmkit's LSTMs: ``torch.nn.LSTM``'s arguments, shapes and meaning.
+
+    Subclasses set the torch.nn.LSTM attributes (``input_size``, ``hidden_size``, ``num_layers``,
+    ``bias``, ``batch_first``, ``dropout``, ``bidirectional``, ``proj_size``) and implement
+    `_run`.
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    proj_size: int
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_size(self) -> int:
+        """Size of ``h``: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        """Feature size of ``output``: ``num_directions * (proj_size or hidden_size)``."""
+        return self.num_directions * self.state_size
+
+    # ------------------------------------------------------------------ the one forward
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: State | None = None,
+        *,
+        lengths: Lengths | None = None,
+    ) -> tuple[Tensor | PackedSequence, State]:
+        """Run the LSTM over a sequence.
+
+        Args:
+            input: ``(T, B, input_size)`` (``(B, T, input_size)`` if ``batch_first``), unbatched
+                ``(T, input_size)``, or a ``PackedSequence``.
+            hx: optional ``(h_0, c_0)``, shapes ``(num_layers * num_directions, B, proj_size or
+                hidden_size)`` and ``(num_layers * num_directions, B, hidden_size)`` (no batch
+                dimension for unbatched input). Zeros when omitted.
+            lengths: optional valid length of each sequence (1-D tensor or list of ints, any
+                order, any device). Gives the same numbers as packing: padded steps of
+                ``output`` are zero, ``h_n``/``c_n`` are each sequence's states at its own last
+                step, and the reverse direction starts at each sequence's last valid step.
+
+        Returns:
+            ``(output, (h_n, c_n))``: ``output`` is ``(T, B, output_size)`` (batch-first if
+            ``batch_first``; packed if the input was packed); ``h_n``/``c_n`` have ``h_0``'s and
+            ``c_0``'s shapes.
+        """
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(
+                    "pass either a PackedSequence or lengths=, not both (a PackedSequence "
+                    "already carries its lengths)"
+                )
+            self._check_features(input.data, expected_dim=2)
+            batch = int(input.batch_sizes[0])
+            hx = self._state_or_zeros(hx, batch, input.data, batched=True)
+            return self._run_packed(input, hx)
+
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a Tensor or PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"input must be 3-D (seq, batch, features) or 2-D unbatched (seq, features), "
+                f"got {input.dim()}-D with shape {_shape(input)}"
+            )
+        self._check_features(input, expected_dim=input.dim())
+        batched = input.dim() == 3
+        if batched:
+            x = input.transpose(0, 1) if self.batch_first else input
+        else:
+            x = input.unsqueeze(1)
+        seq_len, batch = x.shape[0], x.shape[1]
+        hx = self._state_or_zeros(hx, batch, x, batched=batched)
+        lengths_cpu = None if lengths is None else self._check_lengths(lengths, batch, seq_len)
+        if lengths_cpu is not None and bool((lengths_cpu == seq_len).all()):
+            lengths_cpu = None  # every sequence is full: the plain path gives the same numbers
+
+        output, (h_n, c_n) = self._run(x, hx, lengths_cpu)
+
+        if not batched:
+            return output.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (h_n, c_n)
+
+    # ------------------------------------------------------------------ backend hooks
+    def _run(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+        """Backend recurrence on time-major input.
+
+        Args:
+            x: ``(T, B, input_size)``.
+            hx: ``(h_0, c_0)``, validated, ``(L*D, B, ·)``.
+            lengths: ``None`` (all sequences full) or a CPU int64 ``(B,)`` tensor, 1 <= len <= T.
+
+        Returns:
+            ``(output (T, B, output_size), (h_n, c_n))``, padded steps of ``output`` zero.
+        """
+        raise NotImplementedError
+
+    def _run_packed(self, packed: PackedSequence, hx: State) -> tuple[PackedSequence, State]:
+        """Default packed path: unpack, run with lengths, pack again with the same layout."""
+        padded, lengths = pad_packed_sequence(packed)
+        output, state = self._run(padded, hx, lengths)
+        sorted_indices = packed.sorted_indices
+        if sorted_indices is not None:
+            output = output.index_select(1, sorted_indices)
+            lengths = lengths.index_select(0, sorted_indices.cpu())
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        out = PackedSequence(data, packed.batch_sizes, sorted_indices, packed.unsorted_indices)
+        return out, state
+
+    # ------------------------------------------------------------------ validation
+    def _check_features(self, x: Tensor, expected_dim: int) -> None:
+        if x.size(-1) != self.input_size:
+            raise ValueError(
+                f"input has {x.size(-1)} features in its last dimension (shape {_shape(x)}) but "
+                f"this LSTM was built with input_size={self.input_size}"
+            )
+        weight = self.weight_ih_l0
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"input dtype {x.dtype} does not match the LSTM's parameters ({weight.dtype}): "
+                f"convert the input with .to({weight.dtype}) or the model with .to({x.dtype})"
+            )
+
+    def _state_or_zeros(self, hx: State | None, batch: int, like: Tensor, batched: bool) -> State:
+        rows = self.num_layers * self.num_directions
+        h_shape = (rows, batch, self.state_size)
+        c_shape = (rows, batch, self.hidden_size)
+        if hx is None:
+            return like.new_zeros(h_shape), like.new_zeros(c_shape)
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise ValueError("hx must be a pair (h_0, c_0) of tensors")
+        h0, c0 = hx
+        if not batched:
+            for name, t in (("h_0", h0), ("c_0", c0)):
+                if t.dim() != 2:
+                    raise ValueError(
+                        f"for unbatched 2-D input {name} must be 2-D (num_layers * "
+                        f"num_directions, features), got shape {_shape(t)}"
+                    )
+            h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+        for name, t, expected, what in (
+            ("h_0", h0, h_shape, "proj_size or hidden_size"),
+            ("c_0", c0, c_shape, "hidden_size"),
+        ):
+            if _shape(t) != expected:
+                got = _shape(t) if batched else (t.shape[0], t.shape[2])
+                want = expected if batched else (expected[0], expected[2])
+                raise ValueError(
+                    f"{name} has shape {got} but expected {want} = (num_layers * "
+                    f"num_directions, {'batch, ' if batched else ''}{what})"
+                )
+        return h0, c0
+
+    @staticmethod
+    def _check_lengths(lengths: Lengths, batch: int, seq_len: int) -> Tensor:
+        if isinstance(lengths, Tensor):
+            if lengths.dim() != 1:
+                raise ValueError(f"lengths must be 1-D, got shape {_shape(lengths)}")
+            if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+                raise ValueError(f"lengths must hold integers, got dtype {lengths.dtype}")
+            lengths_cpu = lengths.detach().to("cpu", torch.int64)
+        else:
+            lengths_cpu = torch.as_tensor(list(lengths), dtype=torch.int64)
+        if lengths_cpu.numel() != batch:
+            raise ValueError(
+                f"lengths has {lengths_cpu.numel()} entries but the batch has {batch} sequences"
+            )
+        if batch and int(lengths_cpu.min()) <= 0:
+            index = int(lengths_cpu.argmin())
+            raise ValueError(
+                f"lengths must be >= 1, got {int(lengths_cpu[index])} for sequence {index}"
+            )
+        if batch and int(lengths_cpu.max()) > seq_len:
+            index = int(lengths_cpu.argmax())
+            raise ValueError(
+                f"lengths must be <= the sequence length {seq_len}, got "
+                f"{int(lengths_cpu[index])} for sequence {index}"
+            )
+        return lengths_cpu
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+
+def default_init_bound(hidden_size: int) -> float:
+    """torch.nn.LSTM's initialisation bound: parameters ~ U(-1/sqrt(hidden), 1/sqrt(hidden))."""
+    return 1.0 / math.sqrt(hidden_size)
