@@ -82,7 +82,8 @@ def lstm_step(
         recurrent_mask: variational recurrent dropout (Gal & Ghahramani 2016): ``(B, P)``, one
             mask per sequence, applied to ``h`` before the recurrent matmul.
         zoneout_h, zoneout_c: zoneout (Krueger et al. 2016): the weight of the previous state,
-            a 0/1 mask ``(B, ·)`` in training or the rate itself at evaluation.
+            a 0/1 mask ``(B, ·)`` in training or the rate itself at evaluation. The new ``h`` is
+            computed from the fresh (un-zoned) cell, as in the paper.
 
     Returns:
         ``(h', c', gates)``.
@@ -106,8 +107,6 @@ def lstm_step(
     f = torch.sigmoid(pre_f)
     g = torch.tanh(pre_g)
     c_new = f * c + i * g
-    if zoneout_c is not None:
-        c_new = torch.lerp(c_new, c, zoneout_c)
     if w.peephole is not None:
         pre_o = pre_o + w.peephole[2] * c_new
     o = torch.sigmoid(pre_o)
@@ -118,6 +117,9 @@ def lstm_step(
     h_new = o * torch.tanh(c_out)
     if w.weight_hr is not None:
         h_new = F.linear(h_new, w.weight_hr)
+    # Zoneout keeps part of the previous states; h is computed from the fresh cell (Krueger et al.).
+    if zoneout_c is not None:
+        c_new = torch.lerp(c_new, c, zoneout_c)
     if zoneout_h is not None:
         h_new = torch.lerp(h_new, h, zoneout_h)
     return h_new, c_new, Gates(i, f, g, o)

@@ -1,0 +1,159 @@
+"""Time torch.nn.LSTM, CudnnLSTM and CustomLSTM side by side, interleaved in one process.
+
+For each shape (batch, seq, input, hidden, layers) every candidate runs once per round, in turn,
+so machine noise hits all of them alike; the table shows medians and the ratio of each median to
+torch.nn.LSTM's. Results are also written as JSON.
+
+    python scripts/benchmark_nn.py                       # CPU (and CUDA when available)
+    python scripts/benchmark_nn.py --rounds 30 --json benchmarks/nn.json
+    python scripts/benchmark_nn.py --shapes 32,100,1,128,1 --candidates torch,custom
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from lstmkit.nn import CudnnLSTM, CustomLSTM
+
+DEFAULT_SHAPES = ["32,100,1,128,1", "64,256,64,256,2", "16,1000,8,128,1"]
+CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
+    "torch": lambda *a, **k: torch.nn.LSTM(*a, **k),
+    "cudnn": lambda *a, **k: CudnnLSTM(*a, **k),
+    "custom": lambda *a, **k: CustomLSTM(*a, **k),
+    "custom-layernorm": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
+    "custom-reference": lambda *a, **k: CustomLSTM(*a, implementation="reference", **k),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def bench_shape(
+    shape: tuple[int, ...], names: list[str], device: torch.device, rounds: int, warmup: int
+):
+    batch, seq, features, hidden, layers = shape
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(features, hidden, layers).to(device)
+    models = {}
+    for name in names:
+        model = CANDIDATES[name](features, hidden, layers).to(device)
+        model.load_state_dict(reference.state_dict(), strict=False)
+        models[name] = model
+    x = torch.randn(seq, batch, features, device=device)
+    x_grad = x.clone().requires_grad_(True)
+
+    def forward(model):
+        with torch.no_grad():
+            model(x)
+
+    def forward_backward(model):
+        out, (h, c) = model(x_grad)
+        (out.sum() + h.sum() + c.sum()).backward()
+
+    times: dict[str, dict[str, list[float]]] = {n: {"fwd": [], "fwd+bwd": []} for n in names}
+    for r in range(warmup + rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
+        for name in order:
+            model = models[name]
+            t_fwd = _timed(lambda m=model: forward(m), device)
+            model.zero_grad(set_to_none=True)
+            t_both = _timed(lambda m=model: forward_backward(m), device)
+            if r >= warmup:
+                times[name]["fwd"].append(t_fwd)
+                times[name]["fwd+bwd"].append(t_both)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--shapes", nargs="+", default=DEFAULT_SHAPES, help="batch,seq,input,hidden,layers"
+    )
+    parser.add_argument(
+        "--candidates",
+        default="torch,cudnn,custom,custom-layernorm",
+        help=f"comma list of {sorted(CANDIDATES)}",
+    )
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--json", default="benchmarks/nn.json", help="where to write the results")
+    args = parser.parse_args()
+
+    names = args.candidates.split(",")
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        parser.error(f"unknown candidate(s) {unknown}; choose from {sorted(CANDIDATES)}")
+    if "torch" not in names:
+        names.insert(0, "torch")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+
+    results = []
+    header = f"{'device':6} {'shape (B,T,C,H,L)':22} {'candidate':18} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for device_name in devices:
+        device = torch.device(device_name)
+        for spec in args.shapes:
+            shape = tuple(int(v) for v in spec.split(","))
+            times = bench_shape(shape, names, device, args.rounds, args.warmup)
+            base = {k: statistics.median(v) for k, v in times["torch"].items()}
+            for name in names:
+                med = {k: statistics.median(v) for k, v in times[name].items()}
+                ratio = {k: med[k] / base[k] for k in med}
+                results.append(
+                    {
+                        "device": device_name,
+                        "shape": shape,
+                        "candidate": name,
+                        "median_s": med,
+                        "ratio_to_torch": ratio,
+                    }
+                )
+                print(
+                    f"{device_name:6} {spec:22} {name:18} {med['fwd'] * 1e3:9.2f} {ratio['fwd']:6.2f} "
+                    f"{med['fwd+bwd'] * 1e3:11.2f} {ratio['fwd+bwd']:6.2f}",
+                    flush=True,
+                )
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "rounds": args.rounds,
+    }
+    if args.json:
+        from pathlib import Path
+
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+        print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
