@@ -17,7 +17,7 @@ Gate order is torch's: input ``i``, forget ``f``, cell candidate ``g``, output `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -52,6 +52,11 @@ class LayerWeights:
     @property
     def layer_norm(self) -> bool:
         return self.ln_hh is not None
+
+    def to(self, dtype: torch.dtype) -> LayerWeights:
+        """The same weights cast to ``dtype`` (differentiably), e.g. for autocast."""
+        cast = {f.name: getattr(self, f.name) for f in fields(self)}
+        return LayerWeights(**{k: None if v is None else v.to(dtype) for k, v in cast.items()})
 
 
 class Gates(NamedTuple):

@@ -195,6 +195,18 @@ class CustomLSTM(LSTMBase):
         return output, state, trace.squeeze_batch()
 
     def _run(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            # Like torch.nn.LSTM under autocast: the whole recurrence in the autocast dtype.
+            dtype = torch.get_autocast_dtype(device_type)
+            with torch.autocast(device_type, enabled=False):
+                h0, c0 = hx
+                return self._run_cast(x.to(dtype), (h0.to(dtype), c0.to(dtype)), lengths, dtype)
+        return self._run_cast(x, hx, lengths, None)
+
+    def _run_cast(
+        self, x: Tensor, hx: State, lengths: Tensor | None, dtype: torch.dtype | None
+    ) -> tuple[Tensor, State]:
         record = self._recorder is not None
         fused = self.implementation == "fused" and not record
         steps, batch = x.shape[0], x.shape[1]
@@ -228,6 +240,8 @@ class CustomLSTM(LSTMBase):
             for direction in range(self.num_directions):
                 k = layer * self.num_directions + direction
                 w = self.layer_weights(layer, direction)
+                if dtype is not None:
+                    w = w.to(dtype)
                 reverse = reverse_index if direction else None
                 inp = _reverse(layer_input, reverse) if direction else layer_input
                 if fused:

@@ -57,11 +57,6 @@ class StepMatmul:
         return torch.mm(x, self.weight_t)
 
 
-def _ln_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
-    return mean, torch.rsqrt(var + eps)
-
-
 class FusedLSTMLayer(torch.autograd.Function):
     """One layer, one direction. See the module docstring.
 
@@ -110,6 +105,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         out = xp.new_zeros(steps, batch, state)
         pre_proj = xp.new_zeros(steps, batch, hidden) if proj else None
         rec_pre_ln = xp.new_zeros(steps, batch, gate_size) if ln else None
+        # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
+        rec_stats = xp.new_zeros(2, steps, batch, 1) if ln else None
+        cell_stats = xp.new_zeros(2, steps, batch, 1) if ln_cell_weight is not None else None
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
         fresh = xp.new_zeros(steps, batch, hidden) if zoneout_c is not None else cells
 
@@ -141,7 +139,9 @@ class FusedLSTMLayer(torch.autograd.Function):
             z = recurrent(h_in)
             if ln:
                 rec_s[t][:n].copy_(z)
-                z = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)[0]
+                z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
+                rec_stats[0, t, :n].copy_(mean)
+                rec_stats[1, t, :n].copy_(rstd)
             torch.add(x_t, z, out=a)
 
             if peephole is not None:
@@ -162,9 +162,11 @@ class FusedLSTMLayer(torch.autograd.Function):
                 a_o.addcmul_(peephole[2], c_hat).sigmoid_()
 
             if ln_cell_weight is not None:
-                c_norm = torch.native_layer_norm(
+                c_norm, mean, rstd = torch.native_layer_norm(
                     c_hat, (hidden,), ln_cell_weight, ln_cell_bias, eps
-                )[0]
+                )
+                cell_stats[0, t, :n].copy_(mean)
+                cell_stats[1, t, :n].copy_(rstd)
                 torch.tanh(c_norm, out=s)
             else:
                 torch.tanh(c_hat, out=s)
@@ -194,7 +196,7 @@ class FusedLSTMLayer(torch.autograd.Function):
             h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias,
             recurrent_mask, zoneout_h if isinstance(zoneout_h, Tensor) else None,
             zoneout_c if isinstance(zoneout_c, Tensor) else None,
-            acts, cells, fresh, tanh_cells, out, pre_proj, rec_pre_ln, last,
+            acts, cells, fresh, tanh_cells, out, pre_proj, rec_pre_ln, rec_stats, cell_stats, last,
         )  # fmt: skip
         ctx.zoneout_rates = (
             zoneout_h if not isinstance(zoneout_h, Tensor) else None,
@@ -209,7 +211,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         (
             h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias,
             recurrent_mask, zh_mask, zc_mask,
-            acts, cells, fresh, tanh_cells, out, pre_proj, rec_pre_ln, last,
+            acts, cells, fresh, tanh_cells, out, pre_proj, rec_pre_ln, rec_stats, cell_stats, last,
         ) = ctx.saved_tensors  # fmt: skip
         zh_rate, zc_rate = ctx.zoneout_rates
         batch_sizes = ctx.batch_sizes
@@ -221,7 +223,6 @@ class FusedLSTMLayer(torch.autograd.Function):
         ln_cell = ln_cell_weight is not None
         zoneout_h = zh_mask is not None or zh_rate is not None
         zoneout_c = zc_mask is not None or zc_rate is not None
-        eps = LAYER_NORM_EPS
 
         # ---- local derivatives for all steps at once (none depends on the recurrence)
         o, i, f, g = acts.split(hidden, dim=-1)
@@ -235,9 +236,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         p_ifg[0, :, 1].mul_(c0)
         torch.mul(g, g, out=p_ifg[:, :, 2]).neg_().add_(1).mul_(i)
         if ln_cell:
-            cell_mean, cell_rstd = _ln_stats(fresh, eps)
+            cell_mean, cell_rstd = cell_stats
         if ln:
-            rec_mean, rec_rstd = _ln_stats(rec_pre_ln, eps)
+            rec_mean, rec_rstd = rec_stats
 
         # ---- gradient buffers. With variable lengths, rows inactive at a step must stay zero;
         # with full batches every row is written, so no zero fill is needed.

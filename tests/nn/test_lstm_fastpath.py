@@ -1,0 +1,62 @@
+"""The fused path's machinery: oneDNN packed GEMMs on/off, and mixed precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmkit.nn import CudnnLSTM, CustomLSTM, fused
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, lengths=None):
+    out, (h, c) = model(x, lengths=lengths)
+    grads = torch.autograd.grad((out.sum() + h.sum() + c.sum()), [x, *model.parameters()])
+    return [out, h, c, *grads]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"proj_size": 3}, {"layer_norm": True, "peephole": True}, {"bidirectional": True}],
+    ids=["plain", "proj", "layernorm-peephole", "bidirectional"],
+)
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
+def test_onednn_packed_gemm_equals_plain_matmul(monkeypatch, options, lengths):
+    if not fused.USE_ONEDNN:
+        pytest.skip("oneDNN is not available in this torch build")
+    model = CustomLSTM(4, 6, **options)
+    x = torch.randn(6, 3, 4, requires_grad=True)
+    with_onednn = _run(model, x, lengths)
+    monkeypatch.setattr(fused, "USE_ONEDNN", False)
+    without = _run(model, x, lengths)
+    for a, b in zip(with_onednn, without, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CudnnLSTM(4, 8),
+        lambda: CustomLSTM(4, 8),
+        lambda: CustomLSTM(4, 8, implementation="reference"),
+        lambda: CustomLSTM(4, 8, layer_norm=True, bidirectional=True),
+    ],
+    ids=["cudnn", "custom", "custom-reference", "custom-layernorm-bidir"],
+)
+@pytest.mark.parametrize("lengths", [None, [7, 3, 5]], ids=["full", "lengths"])
+def test_cpu_bf16_autocast_runs_and_stays_close(make, lengths):
+    """Like torch.nn.LSTM, the cores run the recurrence in the autocast dtype.
+
+    (torch.nn.LSTM itself runs packed input, which CudnnLSTM uses for ``lengths=``, in float32
+    under CPU autocast; CudnnLSTM follows torch there.)
+    """
+    model = make()
+    x = torch.randn(7, 3, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = model(x, lengths=lengths)
+    expected = torch.float32 if isinstance(model, CudnnLSTM) and lengths else torch.bfloat16
+    assert out.dtype == h.dtype == c.dtype == expected
+    out.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None and p.grad.dtype == p.dtype for p in model.parameters())
+    full, _ = model(x, lengths=lengths)
+    torch.testing.assert_close(out.float(), full, atol=3e-2, rtol=3e-2)
