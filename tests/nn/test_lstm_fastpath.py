@@ -60,3 +60,24 @@ def test_cpu_bf16_autocast_runs_and_stays_close(make, lengths):
     assert all(p.grad is not None and p.grad.dtype == p.dtype for p in model.parameters())
     full, _ = model(x, lengths=lengths)
     torch.testing.assert_close(out.float(), full, atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("backend", [CudnnLSTM, CustomLSTM], ids=["cudnn", "custom"])
+def test_torch_compile_of_a_model_around_a_core(backend):
+    """The core runs eager inside a compiled model; the model compiles and gives eager's numbers."""
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.core = backend(4, 8, batch_first=True)
+            self.head = torch.nn.Linear(8, 2)
+
+        def forward(self, x, lengths):
+            _, (h, _) = self.core(x, lengths=lengths)
+            return self.head(h[-1])
+
+    model = Model()
+    compiled = torch.compile(model)
+    for steps in (5, 9):
+        x = torch.randn(3, steps, 4)
+        torch.testing.assert_close(compiled(x, [steps, 2, 3]), model(x, [steps, 2, 3]))

@@ -121,6 +121,10 @@ class LSTMBase(nn.Module):
         return self.num_directions * self.state_size
 
     # ------------------------------------------------------------------ the one forward
+    # torch.compile of a model containing a core compiles everything around it and runs the core
+    # eager: tracing the time loop would unroll it and recompile for every sequence length, and
+    # torch.compile does not compile torch.nn.LSTM either.
+    @torch.compiler.disable
     def forward(
         self,
         input: Tensor | PackedSequence,

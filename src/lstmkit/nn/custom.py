@@ -179,6 +179,7 @@ class CustomLSTM(LSTMBase):
         )
 
     # ------------------------------------------------------------------ forward
+    @torch.compiler.disable
     def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
         if not return_gates:
             return super().forward(input, hx, lengths=lengths)
