@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmkit.nn import CudnnLSTM, CustomLSTM, fused
+from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, native
 
 
 def _run(model: torch.nn.Module, x: torch.Tensor, lengths=None):
@@ -81,3 +81,44 @@ def test_torch_compile_of_a_model_around_a_core(backend):
     for steps in (5, 9):
         x = torch.randn(3, steps, 4)
         torch.testing.assert_close(compiled(x, [steps, 2, 3]), model(x, [steps, 2, 3]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "options", [{}, {"proj_size": 3}, {"bidirectional": True, "num_layers": 2}], ids=str
+)
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
+def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths):
+    if native.kernels() is None:
+        pytest.skip("no C compiler here: the native kernels are not built")
+    model = CustomLSTM(4, 6, dtype=dtype, **options)
+    x = torch.randn(6, 3, 4, dtype=dtype, requires_grad=True)
+    with_native = _run(model, x, lengths)
+    monkeypatch.setattr(fused, "USE_NATIVE", False)
+    without = _run(model, x, lengths)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(with_native, without, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+def test_native_kernels_leave_denormals_alone():
+    """Loading the kernels must not flush denormals to zero process-wide (crtfastmath.o)."""
+    native.kernels()
+    tiny = torch.tensor(1e-40, dtype=torch.float32)
+    assert tiny.item() != 0.0 and (tiny * 2).item() != 0.0
+
+
+def test_native_kernels_fall_back_without_a_compiler(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("LSTMKIT_CACHE_DIR", str(tmp_path))
+    native.kernels.cache_clear()
+    try:
+        assert native.kernels() is None
+        assert "native kernels unavailable" in caplog.text
+        model = CustomLSTM(3, 4)
+        reference = torch.nn.LSTM(3, 4)
+        reference.load_state_dict(model.state_dict())
+        x = torch.randn(5, 2, 3)
+        torch.testing.assert_close(model(x)[0], reference(x)[0])
+    finally:
+        native.kernels.cache_clear()

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .cell import LAYER_NORM_EPS
+from .native import kernels as native_kernels
 
 
 def internal_gate_order(hidden: int, device: torch.device | None = None) -> Tensor:
@@ -40,6 +41,18 @@ def internal_gate_order(hidden: int, device: torch.device | None = None) -> Tens
 # per call measured ~1.5x faster than torch.mm (which repacks the weight on every step). Tests
 # switch it off to check that both paths give the same numbers.
 USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+# The plain LSTM's per-step elementwise work runs in one C kernel each way when it compiles here
+# (lstmkit.nn.native); tests switch it off to check both paths give the same numbers.
+USE_NATIVE = True
+
+
+def _native_for(xp: Tensor, plain: bool):
+    if not (USE_NATIVE and plain):
+        return None
+    native = native_kernels()
+    return native if native is not None and native.supports(xp) else None
 
 
 class StepMatmul:
@@ -99,6 +112,10 @@ class FusedLSTMLayer(torch.autograd.Function):
         ln = ln_hh is not None
         eps = LAYER_NORM_EPS
 
+        h0, c0 = h0.contiguous(), c0.contiguous()
+        plain = not ln and peephole is None and recurrent_mask is None
+        native = _native_for(xp, plain and zoneout_h is None and zoneout_c is None)
+
         acts = torch.empty_like(xp)  # activations o, i, f, g
         cells = xp.new_zeros(steps, batch, hidden)
         tanh_cells = xp.new_empty(steps, batch, hidden)
@@ -142,6 +159,13 @@ class FusedLSTMLayer(torch.autograd.Function):
                 z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
                 rec_stats[0, t, :n].copy_(mean)
                 rec_stats[1, t, :n].copy_(rstd)
+            if native is not None:
+                target = pre_proj_s[t][:n] if proj else h
+                native.forward(x_t, z, a, c_prev, c, s, target)
+                if proj:
+                    h.copy_(project(target))
+                h_prev, c_prev = out_s[t], cells_s[t]
+                continue
             torch.add(x_t, z, out=a)
 
             if peephole is not None:
@@ -203,7 +227,58 @@ class FusedLSTMLayer(torch.autograd.Function):
             zoneout_c if not isinstance(zoneout_c, Tensor) else None,
         )
         ctx.batch_sizes = batch_sizes
+        ctx.native = native
         return out, h_n, c_n
+
+    @staticmethod
+    def _backward_native(ctx, native, grad_out: Tensor, grad_h_n: Tensor, grad_c_n: Tensor):
+        """Backward of the plain LSTM with the per-step elementwise work in one C kernel."""
+        (h0, c0, weight_hh, weight_hr, *_, acts, cells, _, tanh_cells, out, pre_proj) = (
+            ctx.saved_tensors[:17]
+        )
+        last = ctx.saved_tensors[-1]
+        batch_sizes = ctx.batch_sizes
+        steps, batch, _ = acts.shape
+        proj = weight_hr is not None
+        grad_out = grad_out.contiguous()
+        grad_h_n = grad_h_n.contiguous()
+        if last is not None:
+            grad_out = grad_out.clone()
+            rows = torch.arange(batch, device=last.device)
+            grad_out.index_put_((last, rows), grad_h_n, accumulate=True)
+        new_buffer = torch.empty_like if batch_sizes is None else torch.zeros_like
+        grad_pre = new_buffer(acts)
+        grad_proj_in = new_buffer(out) if proj else None
+        carry_c = grad_c_n.clone(memory_format=torch.contiguous_format)
+        carry_h = grad_h_n if last is None else None  # flows into the last step
+        recurrent_t = StepMatmul(weight_hh.t(), batch)
+        project_t = StepMatmul(weight_hr.t(), batch) if proj else None
+
+        for t in range(steps - 1, -1, -1):
+            n = batch if batch_sizes is None else batch_sizes[t]
+            grad_t = grad_out[t][:n]
+            if carry_h is not None and carry_h.shape[0] != n:
+                grad_t = grad_t.clone()  # rows n_{t+1}..n_t end here: nothing flows into them
+                grad_t[: carry_h.shape[0]] += carry_h
+                carry_h = None
+            c_prev = (c0 if t == 0 else cells[t - 1])[:n]
+            d_pre = grad_pre[t][:n]
+            if proj:
+                dh = grad_proj_in[t][:n]
+                torch.add(grad_t, carry_h, out=dh) if carry_h is not None else dh.copy_(grad_t)
+                native.backward(
+                    project_t(dh), None, carry_c[:n], acts[t][:n], tanh_cells[t][:n], c_prev, d_pre
+                )
+            else:
+                native.backward(
+                    grad_t, carry_h, carry_c[:n], acts[t][:n], tanh_cells[t][:n], c_prev, d_pre
+                )
+            carry_h = recurrent_t(d_pre)
+
+        grad_w_hh, grad_w_hr = _parameter_grads_plain(
+            ctx, grad_pre, grad_proj_in, h0, out, pre_proj
+        )
+        return (grad_pre, carry_h, carry_c, grad_w_hh, grad_w_hr, *[None] * 8)
 
     @staticmethod
     @once_differentiable
@@ -223,6 +298,10 @@ class FusedLSTMLayer(torch.autograd.Function):
         ln_cell = ln_cell_weight is not None
         zoneout_h = zh_mask is not None or zh_rate is not None
         zoneout_c = zc_mask is not None or zc_rate is not None
+
+        native = ctx.native
+        if native is not None:
+            return FusedLSTMLayer._backward_native(ctx, native, grad_out, grad_h_n, grad_c_n)
 
         # ---- local derivatives for all steps at once (none depends on the recurrence)
         o, i, f, g = acts.split(hidden, dim=-1)
@@ -381,6 +460,21 @@ class FusedLSTMLayer(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _parameter_grads_plain(ctx, grad_pre, grad_proj_in, h0, out, pre_proj):
+    """Gradients of ``weight_hh`` and ``weight_hr``: one GEMM over all steps each."""
+    need = ctx.needs_input_grad
+    steps, _, gate_size = grad_pre.shape
+    state = h0.shape[-1]
+    grad_w_hh = grad_w_hr = None
+    if need[3]:  # sum_t dz_t^T h_{t-1}, with h_{-1} = h0
+        grad_w_hh = grad_pre[0].t().mm(h0)
+        if steps > 1:
+            grad_w_hh.addmm_(grad_pre[1:].reshape(-1, gate_size).t(), out[:-1].reshape(-1, state))
+    if grad_proj_in is not None and need[4]:
+        grad_w_hr = grad_proj_in.reshape(-1, state).t().mm(pre_proj.reshape(-1, pre_proj.shape[-1]))
+    return grad_w_hh, grad_w_hr
 
 
 def _last_steps(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor:
