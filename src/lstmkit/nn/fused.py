@@ -1,58 +1,82 @@
 """The fast path: one layer and direction of `lstmkit.nn.cell.lstm_step` with a hand-written backward.
 
-Why it exists: on CPU at small shapes a hand-written LSTM is bound by per-step dispatch, not
-arithmetic. Autograd records ~25 ops a step; this implementation runs 7 a step forward and 6 a
-step backward for the plain LSTM, and moves everything that does not depend on the recurrence
-out of the time loop:
+Why it exists: on CPU at small shapes a hand-written LSTM is bound by per-step overhead, not
+arithmetic: autograd records ~25 small ops a step, each a dispatch and a pass over memory. Here a
+step is one GEMM plus the elementwise work, and everything that does not depend on the
+recurrence leaves the time loop:
 
-* the input projection for all steps is one matmul (done by the caller, the result is ``xp``);
-* the backward's local derivatives (``σ'``, ``tanh'`` and their products) are computed for all
-  steps at once before the loop;
+* the input projection for all steps is one matmul (done by the caller; the result is ``xp``);
 * weight gradients are one GEMM over all steps; the gradient of ``xp`` is returned as is, so the
-  caller's autograd turns it into ``weight_ih``/bias/input gradients with one more GEMM.
+  caller's autograd turns it into ``weight_ih``/bias/input gradients with one more GEMM;
+* the per-step GEMMs reuse a weight packed once per call (oneDNN, `StepMatmul`).
+
+The elementwise work of a step runs in one of two implementations of the same equations:
+
+* **native** — one C loop each way (`lstmkit.nn.native`), for the plain and the layer-norm LSTM
+  on CPU when a C compiler is available;
+* **torch ops** — ~7 ops a step forward and ~6 backward for the plain LSTM (more per variant),
+  with the backward's local derivatives computed for all steps at once before the loop. It serves
+  every variant, every device and dtype.
 
 Gates are kept internally in the order (o, i, f, g) so that one ``sigmoid_`` covers o, i, f and
-one multiplication covers the three gates driven by the cell gradient. The caller permutes the
-weight rows (`INTERNAL_GATE_ORDER`).
+one multiplication covers the three gates driven by the cell gradient; the caller permutes the
+weight rows (`internal_gate_order`).
 
 Variable lengths follow PackedSequence: the batch is sorted by decreasing length and step ``t``
 touches only the first ``batch_sizes[t]`` rows, so finished sequences cost nothing.
 
-Tested equal to `lstm_step` (outputs and every gradient, float64) for each variant.
+Tested equal to `lstm_step` (outputs and every gradient, float64, and ``gradcheck``) for each
+variant, and native equal to torch ops.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .cell import LAYER_NORM_EPS
+from .native import Kernels
 from .native import kernels as native_kernels
+
+# oneDNN's packed GEMM: the per-step matmuls reuse one weight T times, and on CPU packing it once
+# per call measured ~1.5x faster than torch.mm (which repacks the weight on every step).
+USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# The per-step elementwise work in C where it applies (see module docstring).
+# Tests switch both off to check that every path gives the same numbers.
+USE_NATIVE = True
+
+SAVED = [
+    "h0",
+    "c0",
+    "weight_hh",
+    "weight_hr",
+    "peephole",
+    "ln_hh",
+    "ln_cell_weight",
+    "ln_cell_bias",
+    "recurrent_mask",
+    "zoneout_h",
+    "zoneout_c",
+    "acts",
+    "cells",
+    "fresh",
+    "tanh_cells",
+    "out",
+    "pre_proj",
+    "rec_pre_ln",
+    "rec_stats",
+    "cell_stats",
+    "last",
+]
 
 
 def internal_gate_order(hidden: int, device: torch.device | None = None) -> Tensor:
     """Row permutation from torch's gate order (i, f, g, o) to the internal one (o, i, f, g)."""
     blocks = [3, 0, 1, 2]
     return torch.cat([torch.arange(b * hidden, (b + 1) * hidden, device=device) for b in blocks])
-
-
-# oneDNN's packed GEMM: the per-step matmuls reuse one weight T times, and on CPU packing it once
-# per call measured ~1.5x faster than torch.mm (which repacks the weight on every step). Tests
-# switch it off to check that both paths give the same numbers.
-USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-# The plain LSTM's per-step elementwise work runs in one C kernel each way when it compiles here
-# (lstmkit.nn.native); tests switch it off to check both paths give the same numbers.
-USE_NATIVE = True
-
-
-def _native_for(xp: Tensor, plain: bool):
-    if not (USE_NATIVE and plain):
-        return None
-    native = native_kernels()
-    return native if native is not None and native.supports(xp) else None
 
 
 class StepMatmul:
@@ -78,7 +102,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         h0: ``(B, P)``; c0: ``(B, H)``.
         weight_hh: ``(4H, P)``; weight_hr: ``(P, H)`` or None.
         peephole: ``(3, H)`` for (i, f, o) or None.
-        ln_hh: ``(4H,)`` gain of the recurrent layer norm or None (layer norm on).
+        ln_hh: ``(4H,)`` gain of the recurrent layer norm, or None (layer norm off).
         ln_cell_weight, ln_cell_bias: ``(H,)`` or None.
         recurrent_mask: ``(B, P)`` or None.
         zoneout_h: ``(T, B, P)`` 0/1 mask, a float rate, or None; zoneout_c likewise ``(T, B, H)``.
@@ -111,10 +135,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         proj = weight_hr is not None
         ln = ln_hh is not None
         eps = LAYER_NORM_EPS
-
         h0, c0 = h0.contiguous(), c0.contiguous()
-        plain = not ln and peephole is None and recurrent_mask is None
-        native = _native_for(xp, plain and zoneout_h is None and zoneout_c is None)
+        simple = peephole is None and recurrent_mask is None and zoneout_h is zoneout_c is None
+        native = _native_for(xp, simple)
 
         acts = torch.empty_like(xp)  # activations o, i, f, g
         cells = xp.new_zeros(steps, batch, hidden)
@@ -131,15 +154,14 @@ class FusedLSTMLayer(torch.autograd.Function):
         recurrent = StepMatmul(weight_hh, batch)
         project = StepMatmul(weight_hr, batch) if proj else None
         # Per-step views, made once: slicing inside the loop costs a dispatch each.
-        xp_s, acts_s, cells_s, tanh_s, out_s = (
-            t.unbind(0) for t in (xp, acts, cells, tanh_cells, out)
+        xp_s, acts_s, cells_s, tanh_s, out_s, fresh_s = (
+            t.unbind(0) for t in (xp, acts, cells, tanh_cells, out, fresh)
         )
         o_s, i_s, f_s, g_s = (t.unbind(0) for t in acts.split(hidden, dim=-1))
-        ifo_s = acts[..., : 3 * hidden].unbind(0)
+        oif_s = acts[..., : 3 * hidden].unbind(0)
         if_s = acts[..., hidden : 3 * hidden].unflatten(-1, (2, hidden)).unbind(0)
         pre_proj_s = pre_proj.unbind(0) if proj else None
         rec_s = rec_pre_ln.unbind(0) if ln else None
-        fresh_s = fresh.unbind(0)
         zh_steps = zoneout_h.unbind(0) if isinstance(zoneout_h, Tensor) else None
         zc_steps = zoneout_c.unbind(0) if isinstance(zoneout_c, Tensor) else None
 
@@ -156,32 +178,38 @@ class FusedLSTMLayer(torch.autograd.Function):
             z = recurrent(h_in)
             if ln:
                 rec_s[t][:n].copy_(z)
-                z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
-                rec_stats[0, t, :n].copy_(mean)
-                rec_stats[1, t, :n].copy_(rstd)
+
             if native is not None:
                 target = pre_proj_s[t][:n] if proj else h
-                native.forward(x_t, z, a, c_prev, c, s, target)
+                if ln:
+                    native.ln_forward(
+                        x_t, z, ln_hh, ln_cell_weight, ln_cell_bias, a, c_prev, c, s, target,
+                        rec_stats[:, t, :n], cell_stats[:, t, :n], eps,
+                    )  # fmt: skip
+                else:
+                    native.forward(x_t, z, a, c_prev, c, s, target)
                 if proj:
                     h.copy_(project(target))
                 h_prev, c_prev = out_s[t], cells_s[t]
                 continue
-            torch.add(x_t, z, out=a)
 
+            if ln:
+                z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
+                rec_stats[0, t, :n].copy_(mean)
+                rec_stats[1, t, :n].copy_(rstd)
+            torch.add(x_t, z, out=a)
             if peephole is not None:
-                a_if = if_s[t][:n]
-                a_if.addcmul_(peephole[:2], c_prev.unsqueeze(1)).sigmoid_()
+                if_s[t][:n].addcmul_(peephole[:2], c_prev.unsqueeze(1)).sigmoid_()
             else:
-                ifo_s[t][:n].sigmoid_()
+                oif_s[t][:n].sigmoid_()
             a_g.tanh_()
 
             c_hat = fresh_s[t][:n] if n < batch else fresh_s[t]
             torch.mul(a_f, c_prev, out=c_hat)
             c_hat.addcmul_(a_i, a_g)
             if zoneout_c is not None:
-                torch.lerp(
-                    c_hat, c_prev, zc_steps[t][:n] if zc_steps is not None else zoneout_c, out=c
-                )
+                keep_c = zc_steps[t][:n] if zc_steps is not None else zoneout_c
+                torch.lerp(c_hat, c_prev, keep_c, out=c)
             if peephole is not None:
                 a_o.addcmul_(peephole[2], c_hat).sigmoid_()
 
@@ -203,9 +231,8 @@ class FusedLSTMLayer(torch.autograd.Function):
             else:
                 h_new = torch.mul(a_o, s, out=h) if zoneout_h is None else a_o * s
             if zoneout_h is not None:
-                torch.lerp(
-                    h_new, h_prev, zh_steps[t][:n] if zh_steps is not None else zoneout_h, out=h
-                )
+                keep_h = zh_steps[t][:n] if zh_steps is not None else zoneout_h
+                torch.lerp(h_new, h_prev, keep_h, out=h)
             h_prev, c_prev = out_s[t], cells_s[t]
 
         if batch_sizes is None:
@@ -216,245 +243,48 @@ class FusedLSTMLayer(torch.autograd.Function):
             rows = torch.arange(batch, device=xp.device)
             h_n, c_n = out[last, rows], cells[last, rows]
 
-        ctx.save_for_backward(
-            h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias,
-            recurrent_mask, zoneout_h if isinstance(zoneout_h, Tensor) else None,
-            zoneout_c if isinstance(zoneout_c, Tensor) else None,
-            acts, cells, fresh, tanh_cells, out, pre_proj, rec_pre_ln, rec_stats, cell_stats, last,
-        )  # fmt: skip
-        ctx.zoneout_rates = (
-            zoneout_h if not isinstance(zoneout_h, Tensor) else None,
-            zoneout_c if not isinstance(zoneout_c, Tensor) else None,
+        saved = {
+            "h0": h0, "c0": c0, "weight_hh": weight_hh, "weight_hr": weight_hr,
+            "peephole": peephole, "ln_hh": ln_hh, "ln_cell_weight": ln_cell_weight,
+            "ln_cell_bias": ln_cell_bias, "recurrent_mask": recurrent_mask,
+            "zoneout_h": zoneout_h if isinstance(zoneout_h, Tensor) else None,
+            "zoneout_c": zoneout_c if isinstance(zoneout_c, Tensor) else None,
+            "acts": acts, "cells": cells, "fresh": fresh, "tanh_cells": tanh_cells, "out": out,
+            "pre_proj": pre_proj, "rec_pre_ln": rec_pre_ln, "rec_stats": rec_stats,
+            "cell_stats": cell_stats, "last": last,
+        }  # fmt: skip
+        ctx.save_for_backward(*(saved[name] for name in SAVED))
+        ctx.zoneout_rates = tuple(
+            None if isinstance(z, Tensor) else z for z in (zoneout_h, zoneout_c)
         )
         ctx.batch_sizes = batch_sizes
         ctx.native = native
         return out, h_n, c_n
 
     @staticmethod
-    def _backward_native(ctx, native, grad_out: Tensor, grad_h_n: Tensor, grad_c_n: Tensor):
-        """Backward of the plain LSTM with the per-step elementwise work in one C kernel."""
-        (h0, c0, weight_hh, weight_hr, *_, acts, cells, _, tanh_cells, out, pre_proj) = (
-            ctx.saved_tensors[:17]
-        )
-        last = ctx.saved_tensors[-1]
-        batch_sizes = ctx.batch_sizes
-        steps, batch, _ = acts.shape
-        proj = weight_hr is not None
-        grad_out = grad_out.contiguous()
-        grad_h_n = grad_h_n.contiguous()
-        if last is not None:
-            grad_out = grad_out.clone()
-            rows = torch.arange(batch, device=last.device)
-            grad_out.index_put_((last, rows), grad_h_n, accumulate=True)
-        new_buffer = torch.empty_like if batch_sizes is None else torch.zeros_like
-        grad_pre = new_buffer(acts)
-        grad_proj_in = new_buffer(out) if proj else None
-        carry_c = grad_c_n.clone(memory_format=torch.contiguous_format)
-        carry_h = grad_h_n if last is None else None  # flows into the last step
-        recurrent_t = StepMatmul(weight_hh.t(), batch)
-        project_t = StepMatmul(weight_hr.t(), batch) if proj else None
-
-        for t in range(steps - 1, -1, -1):
-            n = batch if batch_sizes is None else batch_sizes[t]
-            grad_t = grad_out[t][:n]
-            if carry_h is not None and carry_h.shape[0] != n:
-                grad_t = grad_t.clone()  # rows n_{t+1}..n_t end here: nothing flows into them
-                grad_t[: carry_h.shape[0]] += carry_h
-                carry_h = None
-            c_prev = (c0 if t == 0 else cells[t - 1])[:n]
-            d_pre = grad_pre[t][:n]
-            if proj:
-                dh = grad_proj_in[t][:n]
-                torch.add(grad_t, carry_h, out=dh) if carry_h is not None else dh.copy_(grad_t)
-                native.backward(
-                    project_t(dh), None, carry_c[:n], acts[t][:n], tanh_cells[t][:n], c_prev, d_pre
-                )
-            else:
-                native.backward(
-                    grad_t, carry_h, carry_c[:n], acts[t][:n], tanh_cells[t][:n], c_prev, d_pre
-                )
-            carry_h = recurrent_t(d_pre)
-
-        grad_w_hh, grad_w_hr = _parameter_grads_plain(
-            ctx, grad_pre, grad_proj_in, h0, out, pre_proj
-        )
-        return (grad_pre, carry_h, carry_c, grad_w_hh, grad_w_hr, *[None] * 8)
-
-    @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor, grad_h_n: Tensor, grad_c_n: Tensor):
-        (
-            h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias,
-            recurrent_mask, zh_mask, zc_mask,
-            acts, cells, fresh, tanh_cells, out, pre_proj, rec_pre_ln, rec_stats, cell_stats, last,
-        ) = ctx.saved_tensors  # fmt: skip
-        zh_rate, zc_rate = ctx.zoneout_rates
-        batch_sizes = ctx.batch_sizes
-        steps, batch, gate_size = acts.shape
-        hidden = gate_size // 4
-        state = h0.shape[-1]
-        proj = weight_hr is not None
-        ln = ln_hh is not None
-        ln_cell = ln_cell_weight is not None
-        zoneout_h = zh_mask is not None or zh_rate is not None
-        zoneout_c = zc_mask is not None or zc_rate is not None
-
-        native = ctx.native
-        if native is not None:
-            return FusedLSTMLayer._backward_native(ctx, native, grad_out, grad_h_n, grad_c_n)
-
-        # ---- local derivatives for all steps at once (none depends on the recurrence)
-        o, i, f, g = acts.split(hidden, dim=-1)
-        s = tanh_cells
-        k_cell = (s * s).neg_().add_(1).mul_(o)  # o * tanh'(c_norm): dc_norm = dr * k_cell
-        q_out = (1 - o).mul_(o).mul_(s)  # d pre_o / d r
-        p_ifg = acts.new_empty(steps, batch, 3, hidden)  # d pre_{i,f,g} / d c (before zoneout)
-        torch.mul(1 - i, i, out=p_ifg[:, :, 0]).mul_(g)
-        torch.mul(1 - f, f, out=p_ifg[:, :, 1])
-        p_ifg[1:, :, 1].mul_(cells[:-1])
-        p_ifg[0, :, 1].mul_(c0)
-        torch.mul(g, g, out=p_ifg[:, :, 2]).neg_().add_(1).mul_(i)
-        if ln_cell:
-            cell_mean, cell_rstd = cell_stats
-        if ln:
-            rec_mean, rec_rstd = rec_stats
-
-        # ---- gradient buffers. With variable lengths, rows inactive at a step must stay zero;
-        # with full batches every row is written, so no zero fill is needed.
-        new_buffer = torch.empty_like if batch_sizes is None else torch.zeros_like
-        if last is None:
-            grad_h_total = grad_out  # grad_h_n is added at the last step
+        v = SimpleNamespace(**dict(zip(SAVED, ctx.saved_tensors, strict=True)))
+        for name, rate in zip(("zoneout_h", "zoneout_c"), ctx.zoneout_rates, strict=True):
+            if rate is not None:
+                setattr(v, name, rate)
+        grads = SimpleNamespace(h_n=grad_h_n, c_n=grad_c_n)
+        if v.last is None:
+            grads.out = grad_out  # grad_h_n is added at the last step
         else:
-            grad_h_total = grad_out.clone()
-            grad_h_total.index_put_(
-                (last, torch.arange(batch, device=last.device)), grad_h_n, accumulate=True
-            )
-        grad_pre = new_buffer(acts)  # d loss / d pre-activations, internal order
-        grad_pre_o = grad_pre[..., :hidden].unbind(0)
-        grad_pre_ifg = grad_pre[..., hidden:].unflatten(-1, (3, hidden)).unbind(0)
-        grad_pre_s = grad_pre.unbind(0)
-        grad_h_s = grad_h_total.unbind(0)
-        grad_rec = new_buffer(rec_pre_ln) if ln else None  # before the recurrent LN
-        grad_proj_in = new_buffer(out) if proj else None  # d loss / d projection output
-        grad_cell_norm = new_buffer(cells) if ln_cell else None
-        carry_c = grad_c_n.clone()  # d loss / d c_t flowing back from step t + 1
-        carry_h = None  # d loss / d h_t flowing back from step t + 1 (rows active at t + 1)
-        recurrent_t = StepMatmul(weight_hh.t(), batch)
-        project_t = StepMatmul(weight_hr.t(), batch) if proj else None
+            grads.out = grad_out.clone()
+            rows = torch.arange(grad_out.shape[1], device=v.last.device)
+            grads.out.index_put_((v.last, rows), grad_h_n, accumulate=True)
 
-        k_s, q_s, p_s, f_s = k_cell.unbind(0), q_out.unbind(0), p_ifg.unbind(0), f.unbind(0)
-        for t in range(steps - 1, -1, -1):
-            n = batch if batch_sizes is None else batch_sizes[t]
-            cut = n < batch
-            dh = grad_h_s[t][:n] if cut else grad_h_s[t]
-            if t == steps - 1 and last is None:
-                dh = dh + grad_h_n
-            if carry_h is not None:
-                if carry_h.shape[0] == n:
-                    dh = dh + carry_h
-                else:  # the rows n_{t+1}..n_t end at step t: nothing flows back into them
-                    dh = dh.clone()
-                    dh[: carry_h.shape[0]] += carry_h
-
-            if zoneout_h:
-                keep = zh_mask[t][:n] if zh_mask is not None else zh_rate
-                dh_new = dh * (1 - keep)
-                dh_zone = dh * keep
-            else:
-                dh_new = dh
-            if proj:
-                dst = grad_proj_in[t][:n] if cut else grad_proj_in[t]
-                dst.copy_(dh_new)
-                dr = project_t(dh_new)
-            else:
-                dr = dh_new
-
-            k_t, q_t, p_t, f_t = k_s[t], q_s[t], p_s[t], f_s[t]
-            if cut:
-                k_t, q_t, p_t, f_t = k_t[:n], q_t[:n], p_t[:n], f_t[:n]
-            d_o = grad_pre_o[t][:n] if cut else grad_pre_o[t]
-            torch.mul(dr, q_t, out=d_o)
-            dc = carry_c[:n] if cut else carry_c  # d loss / d c_t (the carried cell)
-            if zoneout_c:  # c_t = lerp(c_hat, c_{t-1}, keep)
-                keep_c = zc_mask[t][:n] if zc_mask is not None else zc_rate
-                dc_zone = dc * keep_c
-                dc.mul_(1 - keep_c)
-            if ln_cell:
-                d_norm = torch.mul(dr, k_t, out=grad_cell_norm[t][:n])
-                dc.add_(
-                    torch.ops.aten.native_layer_norm_backward(
-                        d_norm, fresh[t][:n], (hidden,), cell_mean[t][:n], cell_rstd[t][:n],
-                        ln_cell_weight, ln_cell_bias, (True, False, False),
-                    )[0]
-                )  # fmt: skip
-            else:
-                dc.addcmul_(dr, k_t)
-            if peephole is not None:
-                dc.addcmul_(d_o, peephole[2])
-            # dc is now d loss / d c_hat
-            d_ifg = grad_pre_ifg[t][:n] if cut else grad_pre_ifg[t]
-            torch.mul(dc.unsqueeze(1), p_t, out=d_ifg)
-            dc.mul_(f_t)  # now d loss / d c_{t-1}
-            if peephole is not None:
-                dc.addcmul_(d_ifg[:, 0], peephole[0]).addcmul_(d_ifg[:, 1], peephole[1])
-            if zoneout_c:
-                dc.add_(dc_zone)
-
-            d_pre = grad_pre_s[t][:n] if cut else grad_pre_s[t]
-            if ln:
-                d_pre = torch.ops.aten.native_layer_norm_backward(
-                    d_pre, rec_pre_ln[t][:n], (gate_size,), rec_mean[t][:n], rec_rstd[t][:n],
-                    ln_hh, None, (True, False, False),
-                )[0]  # fmt: skip
-                grad_rec[t][:n].copy_(d_pre)
-            carry_h = recurrent_t(d_pre)
-            if recurrent_mask is not None:
-                carry_h.mul_(recurrent_mask[:n])
-            if zoneout_h:
-                carry_h.add_(dh_zone)
-
-        # ---- parameter gradients: one reduction over all steps each
-        need = ctx.needs_input_grad
-        grad_rec_in = grad_rec if ln else grad_pre
-        grad_w_hh = None
-        if need[3]:  # sum_t dz_t^T (h_{t-1} * mask), with h_{-1} = h0
-            h_first = h0 if recurrent_mask is None else h0 * recurrent_mask
-            grad_w_hh = grad_rec_in[0].t().mm(h_first)
-            if steps > 1:
-                h_rest = out[:-1] if recurrent_mask is None else out[:-1] * recurrent_mask
-                grad_w_hh.addmm_(
-                    grad_rec_in[1:].reshape(-1, gate_size).t(), h_rest.reshape(-1, state)
-                )
-        grad_w_hr = None
-        if proj and need[4]:
-            grad_w_hr = grad_proj_in.reshape(-1, state).t().mm(pre_proj.reshape(-1, hidden))
-        grad_peephole = None
-        if peephole is not None and need[5]:
-            d_o, d_i, d_f, _ = grad_pre.split(hidden, dim=-1)
-            d_if = torch.stack((d_i, d_f), dim=2)  # (T, B, 2, H)
-            grad_if = (d_if[0] * c0.unsqueeze(1)).sum(0)
-            if steps > 1:
-                grad_if += (d_if[1:] * cells[:-1].unsqueeze(2)).sum((0, 1))
-            grad_peephole = torch.cat((grad_if, (d_o * fresh).sum((0, 1)).unsqueeze(0)))
-        grad_ln_hh = None
-        if ln and need[6]:
-            grad_ln_hh = (grad_pre * (rec_pre_ln - rec_mean) * rec_rstd).sum((0, 1))
-        grad_ln_cw = grad_ln_cb = None
-        if ln_cell:
-            if need[7]:
-                grad_ln_cw = (grad_cell_norm * (fresh - cell_mean) * cell_rstd).sum((0, 1))
-            if need[8]:
-                grad_ln_cb = grad_cell_norm.sum((0, 1))
+        if ctx.native is not None:
+            buffers = _backward_native(ctx.native, v, grads, ctx.batch_sizes)
+        else:
+            buffers = _backward_torch(v, grads, ctx.batch_sizes)
         return (
-            grad_pre,
-            carry_h,
-            carry_c,
-            grad_w_hh,
-            grad_w_hr,
-            grad_peephole,
-            grad_ln_hh,
-            grad_ln_cw,
-            grad_ln_cb,
+            buffers.pre,
+            buffers.carry_h,
+            buffers.carry_c,
+            *_parameter_grads(ctx.needs_input_grad, v, buffers),
             None,
             None,
             None,
@@ -462,19 +292,195 @@ class FusedLSTMLayer(torch.autograd.Function):
         )
 
 
-def _parameter_grads_plain(ctx, grad_pre, grad_proj_in, h0, out, pre_proj):
-    """Gradients of ``weight_hh`` and ``weight_hr``: one GEMM over all steps each."""
-    need = ctx.needs_input_grad
-    steps, _, gate_size = grad_pre.shape
-    state = h0.shape[-1]
-    grad_w_hh = grad_w_hr = None
-    if need[3]:  # sum_t dz_t^T h_{t-1}, with h_{-1} = h0
-        grad_w_hh = grad_pre[0].t().mm(h0)
+def _native_for(xp: Tensor, simple: bool) -> Kernels | None:
+    if not (USE_NATIVE and simple):
+        return None
+    native = native_kernels()
+    return native if native is not None and native.supports(xp) else None
+
+
+def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
+    """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
+    with full batches every row is written, so no zero fill is needed."""
+    new = torch.empty_like if batch_sizes is None else torch.zeros_like
+    return SimpleNamespace(
+        pre=new(v.acts),  # d loss / d pre-activations (= d xp), internal order
+        rec=new(v.rec_pre_ln) if v.ln_hh is not None else None,  # before the recurrent LN
+        proj_in=new(v.out) if v.weight_hr is not None else None,  # d loss / d projection output
+        cell_norm=new(v.cells) if v.ln_cell_weight is not None else None,  # after the cell LN
+        carry_c=grads.c_n.clone(memory_format=torch.contiguous_format),
+        carry_h=grads.h_n if v.last is None else None,  # flows into the last step
+    )
+
+
+def _step_grad_h(grad_t: Tensor, carry_h: Tensor | None, n: int) -> tuple[Tensor, Tensor | None]:
+    """``d loss / d h_t = grad_out[t] + carry``; the carry has fewer rows where sequences end."""
+    if carry_h is not None and carry_h.shape[0] != n:
+        grad_t = grad_t.clone()  # rows n_{t+1}..n_t end at step t: nothing flows back into them
+        grad_t[: carry_h.shape[0]] += carry_h
+        carry_h = None
+    return grad_t, carry_h
+
+
+def _backward_native(native: Kernels, v, grads, batch_sizes) -> SimpleNamespace:
+    """Backward time loop with each step's elementwise work in one C call."""
+    steps, batch, _ = v.acts.shape
+    ln = v.ln_hh is not None
+    b = _gradient_buffers(v, grads, batch_sizes)
+    grad_out = grads.out.contiguous()
+    if b.carry_h is not None:
+        b.carry_h = b.carry_h.contiguous()
+    recurrent_t = StepMatmul(v.weight_hh.t(), batch)
+    project_t = StepMatmul(v.weight_hr.t(), batch) if b.proj_in is not None else None
+
+    for t in range(steps - 1, -1, -1):
+        n = batch if batch_sizes is None else batch_sizes[t]
+        grad_t, b.carry_h = _step_grad_h(grad_out[t][:n], b.carry_h, n)
+        dh, dh_extra = grad_t, b.carry_h
+        if project_t is not None:
+            dh_proj = b.proj_in[t][:n]
+            torch.add(grad_t, dh_extra, out=dh_proj) if dh_extra is not None else dh_proj.copy_(
+                grad_t
+            )
+            dh, dh_extra = project_t(dh_proj), None
+        c_prev = (v.c0 if t == 0 else v.cells[t - 1])[:n]
+        d_pre, acts, tanh_c = b.pre[t][:n], v.acts[t][:n], v.tanh_cells[t][:n]
+        if ln:
+            d_rec = b.rec[t][:n]
+            native.ln_backward(
+                dh, dh_extra, b.carry_c[:n], acts, tanh_c, c_prev, v.cells[t][:n],
+                v.cell_stats[:, t, :n], v.ln_cell_weight, v.rec_pre_ln[t][:n],
+                v.rec_stats[:, t, :n], v.ln_hh, d_pre, d_rec, b.cell_norm[t][:n],
+            )  # fmt: skip
+            b.carry_h = recurrent_t(d_rec)
+        else:
+            native.backward(dh, dh_extra, b.carry_c[:n], acts, tanh_c, c_prev, d_pre)
+            b.carry_h = recurrent_t(d_pre)
+    return b
+
+
+def _backward_torch(v, grads, batch_sizes) -> SimpleNamespace:
+    """Backward time loop in torch ops: serves every variant, device and dtype."""
+    steps, batch, gate_size = v.acts.shape
+    hidden = gate_size // 4
+    ln, ln_cell = v.ln_hh is not None, v.ln_cell_weight is not None
+    zoneout_h, zoneout_c = v.zoneout_h is not None, v.zoneout_c is not None
+    zh_mask = v.zoneout_h if isinstance(v.zoneout_h, Tensor) else None
+    zc_mask = v.zoneout_c if isinstance(v.zoneout_c, Tensor) else None
+    peephole, mask = v.peephole, v.recurrent_mask
+
+    # ---- local derivatives for all steps at once (none depends on the recurrence)
+    o, i, f, g = v.acts.split(hidden, dim=-1)
+    s = v.tanh_cells
+    k_cell = (s * s).neg_().add_(1).mul_(o)  # o * tanh'(c_norm): dc_norm = dr * k_cell
+    q_out = (1 - o).mul_(o).mul_(s)  # d pre_o / d r
+    p_ifg = v.acts.new_empty(steps, batch, 3, hidden)  # d pre_{i,f,g} / d c_hat
+    torch.mul(1 - i, i, out=p_ifg[:, :, 0]).mul_(g)
+    torch.mul(1 - f, f, out=p_ifg[:, :, 1])
+    p_ifg[1:, :, 1].mul_(v.cells[:-1])
+    p_ifg[0, :, 1].mul_(v.c0)
+    torch.mul(g, g, out=p_ifg[:, :, 2]).neg_().add_(1).mul_(i)
+
+    b = _gradient_buffers(v, grads, batch_sizes)
+    grad_pre_o = b.pre[..., :hidden].unbind(0)
+    grad_pre_ifg = b.pre[..., hidden:].unflatten(-1, (3, hidden)).unbind(0)
+    recurrent_t = StepMatmul(v.weight_hh.t(), batch)
+    project_t = StepMatmul(v.weight_hr.t(), batch) if b.proj_in is not None else None
+    k_s, q_s, p_s, f_s = k_cell.unbind(0), q_out.unbind(0), p_ifg.unbind(0), f.unbind(0)
+
+    for t in range(steps - 1, -1, -1):
+        n = batch if batch_sizes is None else batch_sizes[t]
+        dh, b.carry_h = _step_grad_h(grads.out[t][:n], b.carry_h, n)
+        if b.carry_h is not None:
+            dh = dh + b.carry_h
+
+        if zoneout_h:  # h_t = lerp(h_hat, h_{t-1}, keep)
+            keep = zh_mask[t][:n] if zh_mask is not None else v.zoneout_h
+            dh_zone = dh * keep
+            dh = dh * (1 - keep)
+        if project_t is not None:
+            b.proj_in[t][:n].copy_(dh)
+            dh = project_t(dh)
+
+        k_t, q_t, p_t, f_t = k_s[t][:n], q_s[t][:n], p_s[t][:n], f_s[t][:n]
+        d_o = grad_pre_o[t][:n]
+        torch.mul(dh, q_t, out=d_o)
+        dc = b.carry_c[:n]  # d loss / d c_t (the carried cell)
+        if zoneout_c:  # c_t = lerp(c_hat, c_{t-1}, keep)
+            keep_c = zc_mask[t][:n] if zc_mask is not None else v.zoneout_c
+            dc_zone = dc * keep_c
+            dc.mul_(1 - keep_c)
+        if ln_cell:
+            d_norm = torch.mul(dh, k_t, out=b.cell_norm[t][:n])
+            mean, rstd = v.cell_stats[:, t, :n]
+            dc.add_(
+                torch.ops.aten.native_layer_norm_backward(
+                    d_norm, v.fresh[t][:n], (hidden,), mean, rstd, v.ln_cell_weight,
+                    v.ln_cell_bias, (True, False, False),
+                )[0]
+            )  # fmt: skip
+        else:
+            dc.addcmul_(dh, k_t)
+        if peephole is not None:
+            dc.addcmul_(d_o, peephole[2])
+        # dc is now d loss / d c_hat
+        d_ifg = grad_pre_ifg[t][:n]
+        torch.mul(dc.unsqueeze(1), p_t, out=d_ifg)
+        dc.mul_(f_t)  # now d loss / d c_{t-1}
+        if peephole is not None:
+            dc.addcmul_(d_ifg[:, 0], peephole[0]).addcmul_(d_ifg[:, 1], peephole[1])
+        if zoneout_c:
+            dc.add_(dc_zone)
+
+        d_pre = b.pre[t][:n]
+        if ln:
+            mean, rstd = v.rec_stats[:, t, :n]
+            d_pre = torch.ops.aten.native_layer_norm_backward(
+                d_pre, v.rec_pre_ln[t][:n], (gate_size,), mean, rstd, v.ln_hh, None,
+                (True, False, False),
+            )[0]  # fmt: skip
+            b.rec[t][:n].copy_(d_pre)
+        b.carry_h = recurrent_t(d_pre)
+        if mask is not None:
+            b.carry_h.mul_(mask[:n])
+        if zoneout_h:
+            b.carry_h.add_(dh_zone)
+    return b
+
+
+def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
+    """Gradients of weight_hh, weight_hr, peephole and the layer-norm parameters: one reduction
+    over all steps each. Returns them in the forward's argument order."""
+    steps, _, gate_size = v.acts.shape
+    hidden, state = gate_size // 4, v.h0.shape[-1]
+    grad_rec = b.rec if b.rec is not None else b.pre
+    grad_w_hh = grad_w_hr = grad_peephole = grad_ln_hh = grad_ln_cw = grad_ln_cb = None
+    if need[3]:  # sum_t dz_t^T (h_{t-1} * mask), with h_{-1} = h0
+        mask = v.recurrent_mask
+        h_first = v.h0 if mask is None else v.h0 * mask
+        grad_w_hh = grad_rec[0].t().mm(h_first)
         if steps > 1:
-            grad_w_hh.addmm_(grad_pre[1:].reshape(-1, gate_size).t(), out[:-1].reshape(-1, state))
-    if grad_proj_in is not None and need[4]:
-        grad_w_hr = grad_proj_in.reshape(-1, state).t().mm(pre_proj.reshape(-1, pre_proj.shape[-1]))
-    return grad_w_hh, grad_w_hr
+            h_rest = v.out[:-1] if mask is None else v.out[:-1] * mask
+            grad_w_hh.addmm_(grad_rec[1:].reshape(-1, gate_size).t(), h_rest.reshape(-1, state))
+    if b.proj_in is not None and need[4]:
+        grad_w_hr = b.proj_in.reshape(-1, state).t().mm(v.pre_proj.reshape(-1, hidden))
+    if v.peephole is not None and need[5]:
+        d_o, d_i, d_f, _ = b.pre.split(hidden, dim=-1)
+        d_if = torch.stack((d_i, d_f), dim=2)  # (T, B, 2, H)
+        grad_if = (d_if[0] * v.c0.unsqueeze(1)).sum(0)
+        if steps > 1:
+            grad_if += (d_if[1:] * v.cells[:-1].unsqueeze(2)).sum((0, 1))
+        grad_peephole = torch.cat((grad_if, (d_o * v.fresh).sum((0, 1)).unsqueeze(0)))
+    if v.ln_hh is not None and need[6]:
+        mean, rstd = v.rec_stats
+        grad_ln_hh = (b.pre * (v.rec_pre_ln - mean) * rstd).sum((0, 1))
+    if v.ln_cell_weight is not None:
+        mean, rstd = v.cell_stats
+        if need[7]:
+            grad_ln_cw = (b.cell_norm * (v.fresh - mean) * rstd).sum((0, 1))
+        if need[8]:
+            grad_ln_cb = b.cell_norm.sum((0, 1))
+    return grad_w_hh, grad_w_hr, grad_peephole, grad_ln_hh, grad_ln_cw, grad_ln_cb
 
 
 def _last_steps(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor:

@@ -67,16 +67,21 @@ class Kernels:
     """ctypes bindings of `_kernels.c` for float32 and float64 contiguous CPU tensors."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
-        self._forward, self._backward = {}, {}
+        self._forward, self._backward, self._ln_forward, self._ln_backward = {}, {}, {}, {}
         pointer, size = ctypes.c_void_p, ctypes.c_long
-        for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
-            forward = getattr(library, f"lstm_forward_{suffix}")
-            forward.argtypes = [size, size, *[pointer] * 7]
-            forward.restype = None
-            backward = getattr(library, f"lstm_backward_{suffix}")
-            backward.argtypes = [size, size, *[pointer] * 7]
-            backward.restype = None
-            self._forward[dtype], self._backward[dtype] = forward, backward
+        for dtype, suffix, real in (
+            (torch.float32, "f32", ctypes.c_float),
+            (torch.float64, "f64", ctypes.c_double),
+        ):
+            for table, name, argtypes in (
+                (self._forward, "lstm_forward", [size, size, *[pointer] * 7]),
+                (self._backward, "lstm_backward", [size, size, *[pointer] * 7]),
+                (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 14]),
+                (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 17]),
+            ):
+                function = getattr(library, f"{name}_{suffix}")
+                function.argtypes, function.restype = argtypes, None
+                table[dtype] = function
 
     def supports(self, t: Tensor) -> bool:
         return t.device.type == "cpu" and t.dtype in self._forward
@@ -103,6 +108,39 @@ class Kernels:
         self._backward[carry.dtype](
             rows, hidden, dh.data_ptr(), None if dh_extra is None else dh_extra.data_ptr(),
             carry.data_ptr(), acts.data_ptr(), s.data_ptr(), c_prev.data_ptr(), d_pre.data_ptr(),
+        )  # fmt: skip
+
+    def ln_forward(
+        self, xp: Tensor, z: Tensor, g_hh: Tensor, g_c: Tensor, b_c: Tensor, acts: Tensor,
+        c_prev: Tensor, c: Tensor, s: Tensor, h: Tensor, z_stats: Tensor, c_stats: Tensor,
+        eps: float,
+    ) -> None:  # fmt: skip
+        """Layer-norm step: like `forward` with ``LN(z) * g_hh`` and ``LN(c) * g_c + b_c``.
+
+        ``z_stats``/``c_stats``: ``(2, n, 1)`` outputs, mean then rstd of each row.
+        """
+        rows, hidden = c.shape
+        self._ln_forward[c.dtype](
+            rows, hidden, eps, xp.data_ptr(), z.data_ptr(), g_hh.data_ptr(), g_c.data_ptr(),
+            b_c.data_ptr(), acts.data_ptr(), c_prev.data_ptr(), c.data_ptr(), s.data_ptr(),
+            h.data_ptr(), z_stats[0].data_ptr(), z_stats[1].data_ptr(), c_stats[0].data_ptr(),
+            c_stats[1].data_ptr(),
+        )  # fmt: skip
+
+    def ln_backward(
+        self, dh: Tensor, dh_extra: Tensor | None, carry: Tensor, acts: Tensor, s: Tensor,
+        c_prev: Tensor, c: Tensor, c_stats: Tensor, g_c: Tensor, z: Tensor, z_stats: Tensor,
+        g_hh: Tensor, d_pre: Tensor, d_z: Tensor, d_cn: Tensor,
+    ) -> None:  # fmt: skip
+        """Layer-norm step back: ``d_pre`` (= d xp), ``d_z`` (before the recurrent LN) and
+        ``d_cn`` (after the cell LN), all ``(n, ·)``; ``carry`` as in `backward`."""
+        rows, hidden = carry.shape
+        self._ln_backward[carry.dtype](
+            rows, hidden, dh.data_ptr(), None if dh_extra is None else dh_extra.data_ptr(),
+            carry.data_ptr(), acts.data_ptr(), s.data_ptr(), c_prev.data_ptr(), c.data_ptr(),
+            c_stats[0].data_ptr(), c_stats[1].data_ptr(), g_c.data_ptr(), z.data_ptr(),
+            z_stats[0].data_ptr(), z_stats[1].data_ptr(), g_hh.data_ptr(), d_pre.data_ptr(),
+            d_z.data_ptr(), d_cn.data_ptr(),
         )  # fmt: skip
 
 
