@@ -139,17 +139,20 @@ class FusedLSTMLayer(torch.autograd.Function):
         simple = peephole is None and recurrent_mask is None and zoneout_h is zoneout_c is None
         native = _native_for(xp, simple)
 
+        # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
+        # the backward reads whole buffers); with full batches every row is written.
+        new = xp.new_empty if batch_sizes is None else xp.new_zeros
         acts = torch.empty_like(xp)  # activations o, i, f, g
-        cells = xp.new_zeros(steps, batch, hidden)
+        cells = new(steps, batch, hidden)
         tanh_cells = xp.new_empty(steps, batch, hidden)
-        out = xp.new_zeros(steps, batch, state)
-        pre_proj = xp.new_zeros(steps, batch, hidden) if proj else None
-        rec_pre_ln = xp.new_zeros(steps, batch, gate_size) if ln else None
+        out = new(steps, batch, state)
+        pre_proj = new(steps, batch, hidden) if proj else None
+        rec_pre_ln = new(steps, batch, gate_size) if ln else None
         # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
-        rec_stats = xp.new_zeros(2, steps, batch, 1) if ln else None
-        cell_stats = xp.new_zeros(2, steps, batch, 1) if ln_cell_weight is not None else None
+        rec_stats = new(2, steps, batch, 1) if ln else None
+        cell_stats = new(2, steps, batch, 1) if ln_cell_weight is not None else None
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
-        fresh = xp.new_zeros(steps, batch, hidden) if zoneout_c is not None else cells
+        fresh = new(steps, batch, hidden) if zoneout_c is not None else cells
 
         recurrent = StepMatmul(weight_hh, batch)
         project = StepMatmul(weight_hr, batch) if proj else None
@@ -472,15 +475,22 @@ def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
             grad_if += (d_if[1:] * v.cells[:-1].unsqueeze(2)).sum((0, 1))
         grad_peephole = torch.cat((grad_if, (d_o * v.fresh).sum((0, 1)).unsqueeze(0)))
     if v.ln_hh is not None and need[6]:
-        mean, rstd = v.rec_stats
-        grad_ln_hh = (b.pre * (v.rec_pre_ln - mean) * rstd).sum((0, 1))
+        grad_ln_hh = _layer_norm_gain_grad(b.pre, v.rec_pre_ln, v.rec_stats)
     if v.ln_cell_weight is not None:
-        mean, rstd = v.cell_stats
         if need[7]:
-            grad_ln_cw = (b.cell_norm * (v.fresh - mean) * rstd).sum((0, 1))
+            grad_ln_cw = _layer_norm_gain_grad(b.cell_norm, v.fresh, v.cell_stats)
         if need[8]:
             grad_ln_cb = b.cell_norm.sum((0, 1))
     return grad_w_hh, grad_w_hr, grad_peephole, grad_ln_hh, grad_ln_cw, grad_ln_cb
+
+
+def _layer_norm_gain_grad(grad: Tensor, x: Tensor, stats: Tensor) -> Tensor:
+    """``sum_{t,b} grad * (x - mean) * rstd`` over ``(T, B, F)``, as one product and two GEMVs
+    (``sum grad * x * rstd - sum grad * mean * rstd``) instead of three full-size temporaries."""
+    mean, rstd = (s.reshape(-1) for s in stats)
+    features = grad.shape[-1]
+    grad, x = grad.reshape(-1, features), x.reshape(-1, features)
+    return (grad * x).t().mv(rstd) - grad.t().mv(mean * rstd)
 
 
 def _last_steps(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor:
