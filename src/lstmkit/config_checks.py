@@ -1,0 +1,185 @@
+"""Checks of a composed config that fail early with one line naming the key and allowed values.
+
+Used by the entry points before anything is trained: ``check_argv`` runs before Hydra composes
+(unknown config names such as ``data=foo``), ``check_config`` on the composed config (``???``
+left unset, unknown choices, negative sizes), and ``instantiate_checked`` turns a constructor's
+``ValueError``/``TypeError`` into a :class:`ConfigError` that names the config group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lstmkit._config_dir import group_options
+from lstmkit._errors import DataFileError
+
+#: Exit status of a command stopped by a bad config (as argparse's usage errors).
+EXIT_CONFIG_ERROR = 2
+
+#: ``<key>: allowed values`` for keys with a fixed set of values.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.pooling": ("last", "mean", "max"),
+    "model.loss": ("mse", "mae", "huber"),
+    "model.encoder.recurrent_init": ("default", "orthogonal"),
+    "model.encoder.implementation": ("fused", "reference"),
+}
+#: Keys (last name part, under ``data`` and ``model``) that must be integers >= 1 ...
+POSITIVE_INTS = {
+    "hidden_size", "num_layers", "batch_size", "num_train", "num_val", "num_test", "seq_len",
+    "window", "horizon", "embedding_dim", "num_symbols", "copy_len", "delay", "num_channels",
+    "num_components", "min_len", "max_len", "max_step", "num_threads",
+}  # fmt: skip
+#: ... integers >= 0 ...
+NON_NEGATIVE_INTS = {"proj_size", "head_hidden_size", "num_workers", "max_start", "seed"}
+#: ... and probabilities in [0, 1).
+PROBABILITIES = {"dropout", "recurrent_dropout", "label_smoothing"}
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message is one line that names the key and what is allowed."""
+
+
+def _walk(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf under ``node``, ``_target_``-like keys skipped."""
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig):
+        return [(prefix, node)]
+    items = []
+    for key, value in node.items():
+        if not str(key).startswith("_"):
+            items.extend(_walk(value, f"{prefix}.{key}"))
+    return items
+
+
+def check_config(cfg: Any, backends: Sequence[str] = ()) -> None:
+    """Raise :class:`ConfigError` for the first bad value in ``cfg`` (hydra's keys excluded).
+
+    Args:
+        cfg: the composed DictConfig.
+        backends: allowed ``model.encoder.backend`` names (``lstmkit.nn.BACKEND_NAMES``).
+    """
+    from omegaconf import OmegaConf
+
+    for key in sorted(OmegaConf.missing_keys(cfg)):
+        if key.startswith("hydra."):
+            continue
+        hint = "a checkpoint path" if key.endswith("ckpt_path") else "a value"
+        raise ConfigError(f"{key} is required but unset ('???'): pass {key}=<{hint}>")
+    choices = dict(CHOICES)
+    if backends:
+        choices["model.encoder.backend"] = tuple(backends)
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+    _check_value("num_threads", cfg.get("num_threads"))
+    for group in ("data", "model"):
+        node = cfg.get(group)
+        if node is None:
+            continue
+        for key, value in _walk(node, group):
+            _check_value(key, value)
+
+
+def _check_value(key: str, value: Any) -> None:
+    name = key.rsplit(".", 1)[-1]
+    if value is None:
+        return
+    if name in POSITIVE_INTS | NON_NEGATIVE_INTS:
+        minimum = 1 if name in POSITIVE_INTS else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{key}={value!r} is not allowed: must be an integer >= {minimum}")
+    elif name in PROBABILITIES and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1
+    ):
+        raise ConfigError(f"{key}={value!r} is not allowed: must be a number in [0, 1)")
+
+
+_ARG_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)=")
+
+
+def instantiate_checked(node: Any, group: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)``; a constructor's ValueError or TypeError
+    becomes a one-line :class:`ConfigError` prefixed with the config group."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if not isinstance(cause, ValueError | TypeError | ImportError):
+            raise
+        message = str(cause).strip().splitlines()[0]
+        match = _ARG_NAME.match(message)
+        if match and not message.startswith(f"{group}."):
+            raise ConfigError(f"{group}.{message}") from err
+        raise ConfigError(f"{group}: {message}") from err
+
+
+def _argv_config_dirs(argv: Sequence[str]) -> list[str]:
+    dirs = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(argv[i + 1])
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+    return dirs
+
+
+def check_argv(argv: Sequence[str], groups: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for ``group=name`` overrides naming no config of the group.
+
+    Runs before Hydra, which would otherwise answer with a multi-line report. Sweeps
+    (``data=adding,sine``) are checked name by name; ``+``/``~`` overrides, sweep functions and
+    custom search paths are left to Hydra.
+    """
+    if any(a.startswith("hydra.searchpath") for a in argv):
+        return
+    extra_dirs = _argv_config_dirs(argv)
+    for arg in argv:
+        if arg.startswith(("-", "+", "~")) or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if key not in groups or "(" in value:
+            continue
+        options = group_options(key, extra_dirs)
+        for name in value.split(","):
+            name = name.strip()
+            if name and name != "null" and name not in options:
+                raise ConfigError(
+                    f"{key}={name!r} is not a config: choose one of {', '.join(options)}"
+                )
+
+
+def quiet_library_logging() -> None:
+    """Under Hydra's logging, let Lightning's records go to Hydra's handlers only (Lightning
+    adds its own console handler, which would print every line twice) and drop a deprecation
+    warning Lightning triggers in torch's pytree."""
+    import logging
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler):
+                logger.removeHandler(handler)
+        logger.propagate = True
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def run_cli(command: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a :class:`ConfigError` ends the program with one line on stderr and exit
+    status 2 (the traceback only with ``HYDRA_FULL_ERROR=1``)."""
+    try:
+        return fn()
+    except (ConfigError, DataFileError) as err:  # DataFileError: a bad data file
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{command}: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None

@@ -1,0 +1,34 @@
+"""Synthetic sequence datamodules yielding ``(x, y, lengths)`` batches.
+
+This layer never imports ``lstmkit.tasks``: tasks and data meet only in the entry points, where
+:meth:`SyntheticDataModule.model_kwargs` hands the data's sizes to the task.
+"""
+
+from lstmkit.data.adding import AddingDataModule
+from lstmkit.data.archive import ArchiveDataModule
+from lstmkit.data.base import IGNORE_INDEX, SequenceDataset, SyntheticDataModule
+from lstmkit.data.copy_memory import CopyDataModule
+from lstmkit.data.counting import CountingDataModule
+from lstmkit.data.filebase import FileDataModule
+from lstmkit.data.sequences import SequencesDataModule
+from lstmkit.data.sine import SineDataModule
+from lstmkit.data.text import TextDataModule
+from lstmkit.data.timeseries import AirlineDataModule, CSVDataModule
+from lstmkit.data.waveform import WaveformDataModule
+
+__all__ = [
+    "IGNORE_INDEX",
+    "AddingDataModule",
+    "AirlineDataModule",
+    "ArchiveDataModule",
+    "CSVDataModule",
+    "CopyDataModule",
+    "CountingDataModule",
+    "FileDataModule",
+    "SequenceDataset",
+    "SequencesDataModule",
+    "SineDataModule",
+    "SyntheticDataModule",
+    "TextDataModule",
+    "WaveformDataModule",
+]

@@ -1,0 +1,429 @@
+"""Forecasting windows over one long time series from a CSV/Parquet file (or a named series).
+
+Windows are strided views over the series (``Tensor.unfold``), never materialised: a batch
+gathers its windows by indexing the view, so a 10-million-row series costs about its own size
+in memory (``scripts/benchmark_windows.py`` measures it).
+
+Split (chronological, no shuffling across time): rows are cut into train/val/test by
+``val_fraction`` and ``test_fraction``; a window belongs to the split that holds all its
+**target** rows, and its inputs are the ``window`` rows before them (for validation and test
+windows these may reach back into the previous split: those values are the known past, not
+leakage). The scaler is fitted on the training rows only.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lstmkit._errors import DataFileError
+from lstmkit._validation import check_int
+from lstmkit.data.base import SequenceDataset
+from lstmkit.data.filebase import (
+    Encoded,
+    FileDataModule,
+    regression_baseline,
+    split_counts,
+)
+from lstmkit.data.files import numeric_values, read_table
+from lstmkit.data.missing import first_missing, mask_missing
+
+
+class WindowDataset(SequenceDataset):
+    """Windows ``series[s : s + window] -> targets[s + window : s + window + horizon]``.
+
+    Args:
+        inputs: ``(N, C)`` the whole (standardised) series.
+        targets: ``(N, O)`` the (standardised) targets; may be a view of ``inputs``' columns.
+        window, horizon: input and target steps.
+        starts: ``(M,)`` window starts, or ``(first, stride, count)`` for evenly spaced ones
+            (nothing stored per window).
+
+    Batches: ``x`` ``(B, window, C)``, ``y`` ``(B, O)`` if ``horizon == 1`` else
+    ``(B, horizon, O)``, ``lengths`` ``(B,)`` all ``window``.
+    """
+
+    def __init__(
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        window: int,
+        horizon: int,
+        starts: Tensor | tuple[int, int, int],
+    ) -> None:
+        self.window, self.horizon, self.per_step = window, horizon, False
+        self.inputs, self.targets_series = inputs, targets
+        self.x = inputs.unfold(0, window, 1)  # (N - W + 1, C, W): a view, no copy
+        self.y = targets.unfold(0, horizon, 1)  # (N - H + 1, O, H): a view, no copy
+        self.starts = starts
+        count = len(starts) if isinstance(starts, Tensor) else starts[2]
+        self.lengths = torch.tensor(window).expand(count)  # (M,) a stride-0 view: no memory
+
+    def __len__(self) -> int:
+        return len(self.starts) if isinstance(self.starts, Tensor) else self.starts[2]
+
+    def start_of(self, idx: Tensor) -> Tensor:
+        if isinstance(self.starts, Tensor):
+            return self.starts[idx]
+        first, stride, _ = self.starts
+        return first + stride * idx
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        x, y, lengths = self.__getitems__([index])
+        return x[0], y[0], lengths[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        start = self.start_of(idx)  # (B,)
+        x = self.x[start].transpose(1, 2)  # (B, C, W) -> (B, W, C)
+        y = self.y[start + self.window].transpose(1, 2)  # (B, O, H) -> (B, H, O)
+        if self.horizon == 1:
+            y = y[:, 0]  # (B, O)
+        return x, y, torch.full((len(idx),), self.window, dtype=torch.long)
+
+    def all_targets(self) -> Tensor:
+        """Every window's targets ``(M, H, O)`` (materialised: for baselines and tests)."""
+        start = self.start_of(torch.arange(len(self)))
+        return self.y[start + self.window].transpose(1, 2)
+
+
+def window_starts(
+    row_begin: int, row_end: int, window: int, horizon: int, stride: int
+) -> tuple[int, int, int]:
+    """``(first, stride, count)`` of the windows whose targets lie in rows
+    ``[row_begin, row_end)``."""
+    first_target = max(row_begin, window)
+    last_target = row_end - horizon  # the first target row of the last window
+    count = 0 if last_target < first_target else (last_target - first_target) // stride + 1
+    return first_target - window, stride, count
+
+
+class TimeSeriesDataModule(FileDataModule):
+    """Forecast ``target`` columns ``horizon`` steps ahead from the last ``window`` rows.
+
+    Inputs per step are the target columns (unless ``include_target=False``) then the
+    ``features`` columns, standardised with the training rows' mean and std; with
+    ``missing="mask"`` one missing-indicator channel per input follows. Targets are
+    standardised likewise, and the task gets the scaling (``target_mean``/``target_std``) so
+    its predictions come back in original units.
+
+    Args:
+        target: target column name(s).
+        features: extra input columns (covariates), or None.
+        time: a column to sort the rows by (and to label predictions), or None (file order).
+        window: input steps per window.
+        horizon: future steps to forecast.
+        stride: steps between the starts of consecutive windows.
+        include_target: whether past target values are inputs.
+        **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
+            augmentation (see :class:`FileDataModule`).
+    """
+
+    def __init__(
+        self,
+        target: str | Sequence[str],
+        features: Sequence[str] | None = None,
+        time: str | None = None,
+        window: int = 24,
+        horizon: int = 1,
+        stride: int = 1,
+        include_target: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.task = "regression"
+        self.targets = [target] if isinstance(target, str) else [str(t) for t in target]
+        if not self.targets:
+            raise ValueError("target=[]: name at least one target column")
+        self.features = [str(f) for f in features or []]
+        self.time = time
+        self.window = check_int("window", window)
+        self.horizon = check_int("horizon", horizon)
+        self.stride = check_int("stride", stride)
+        self.include_target = bool(include_target)
+        if not self.include_target and not self.features:
+            raise ValueError("include_target=False needs features: the inputs would be empty")
+        dup = set(self.targets) & set(self.features)
+        if dup and self.include_target:
+            raise ValueError(f"features={self.features}: {sorted(dup)} already inputs as targets")
+
+    # ----------------------------------------------------------------- reading
+    @abstractmethod
+    def read_frame(self) -> tuple[Any, str]:
+        """``(DataFrame with the needed columns, name of the source for messages)``."""
+
+    @property
+    def input_columns(self) -> list[str]:
+        return (self.targets if self.include_target else []) + self.features
+
+    @property
+    def needed_columns(self) -> list[str]:
+        cols = list(dict.fromkeys(self.targets + self.features))
+        return [*cols, self.time] if self.time else cols
+
+    def _arrays(self, frame: Any, source: str, *, need_targets: bool = True) -> dict[str, Any]:
+        """Sort by time, check numbers and missing values; ``{"inputs", "targets", "rows",
+        "time"}``: float32 ``(N, C)`` and ``(N, O)`` arrays (the targets a view of the inputs'
+        first columns when they are inputs; None when not needed), the file's row labels (a
+        pandas Index, lazy for unsorted files) and the time values (or None)."""
+        if self.time:
+            frame = frame.sort_values(self.time, kind="stable")
+        rows = frame.index  # the file's own row numbers, in time order
+        time = frame[self.time].to_numpy() if self.time else None
+        inputs = numeric_values(frame, self.input_columns, source)
+        o = len(self.targets)
+        if self.include_target:
+            targets = inputs[:, :o]  # a view: targets are the first input columns
+        else:
+            targets = numeric_values(frame, self.targets, source) if need_targets else None
+        del frame
+        if self.missing == "error":
+            for arr, cols in ((inputs, self.input_columns), (targets, self.targets)):
+                where = None if arr is None else first_missing(torch.from_numpy(arr))
+                if where is not None:
+                    raise DataFileError(
+                        source,
+                        f"missing value (NaN) at row {rows[where[0]]}, column "
+                        f"{cols[where[1]]!r}; set missing=mask (impute + indicator) or "
+                        "missing=drop",
+                    )
+        elif self.missing == "drop":
+            keep = ~np.isnan(inputs).any(1)
+            if targets is not None:
+                keep &= ~np.isnan(targets).any(1)
+            inputs, rows = inputs[keep], rows[keep]
+            time = None if time is None else time[keep]
+            targets = None if targets is None else targets[keep]
+        if self.missing == "mask" and targets is not None and self.include_target:
+            targets = targets.copy()  # kept with its NaN: the inputs are standardised in place
+        return {"inputs": inputs, "targets": targets, "rows": rows, "time": time}
+
+    def _series(self, inputs: np.ndarray, stats: dict[str, Any]) -> Tensor:
+        """Standardise (in place) and apply the missing policy: ``(N, C)`` -> ``(N, C')``."""
+        x = torch.from_numpy(inputs)
+        x.sub_(torch.tensor(stats["input_mean"])).div_(torch.tensor(stats["input_std"]))
+        if self.missing == "mask":
+            x = mask_missing(x, self.impute)  # (N, 2C)
+        return x
+
+    def _targets(self, x: Tensor, targets: np.ndarray | None, stats: dict[str, Any]) -> Tensor:
+        """Standardised targets ``(N, O)``: a view of the inputs' first columns when they are
+        the targets (no copy), else a separate tensor."""
+        if self.include_target and self.missing != "mask":
+            return x[:, : len(self.targets)]
+        if targets is None:
+            return torch.zeros(len(x), len(self.targets))
+        y = torch.from_numpy(targets)
+        return (y - torch.tensor(stats["target_mean"])) / torch.tensor(stats["target_std"])
+
+    def _starts(self, targets: np.ndarray | None, begin: int, end: int) -> Tensor | tuple:
+        """Window starts of target rows ``[begin, end)``; with ``missing="mask"`` windows with
+        a missing target are left out (an explicit index tensor then)."""
+        spec = window_starts(begin, end, self.window, self.horizon, self.stride)
+        if self.missing != "mask" or targets is None or not np.isnan(targets).any():
+            return spec
+        first, stride, count = spec
+        starts = first + stride * torch.arange(count)
+        bad = torch.from_numpy(np.isnan(targets).any(1)).to(torch.int64)  # (N,)
+        csum = torch.cat([torch.zeros(1, dtype=torch.int64), bad.cumsum(0)])
+        t0 = starts + self.window
+        return starts[(csum[t0 + self.horizon] - csum[t0]) == 0]
+
+    # ----------------------------------------------------------------- FileDataModule
+    def prepare_splits(self) -> None:
+        frame, source = self.read_frame()
+        arrays = self._arrays(frame, source)
+        inputs, targets = arrays["inputs"], arrays["targets"]
+        n = len(inputs)
+        n_train, n_val, _ = split_counts(n, self.val_fraction, self.test_fraction)
+        need = self.window + self.horizon
+        if n_train < need:
+            raise DataFileError(
+                source,
+                f"window={self.window} + horizon={self.horizon} needs {need} rows in the "
+                f"training split, but the series has {n} rows and the training split "
+                f"{n_train} ({1 - self.val_fraction - self.test_fraction:.0%}): use a shorter "
+                "window or more data",
+            )
+        train = slice(0, n_train)
+        t = torch.from_numpy(targets[train])
+        stats = {
+            "kind": "timeseries",
+            "input_columns": self.input_columns,
+            "target_columns": self.targets,
+            "input_mean": _nanmean(torch.from_numpy(inputs[train])),
+            "input_std": _nanstd(torch.from_numpy(inputs[train])),
+            "target_mean": _nanmean(t),
+            "target_std": _nanstd(t),
+        }
+        self.fitted = stats
+        x = self._series(inputs, stats)
+        y = self._targets(x, targets, stats)
+        bounds = {
+            "train": (0, n_train),
+            "val": (n_train, n_train + n_val),
+            "test": (n_train + n_val, n),
+        }
+        self.splits = {}
+        for name, (begin, end) in bounds.items():
+            ds = WindowDataset(x, y, self.window, self.horizon, self._starts(targets, begin, end))
+            if len(ds) == 0:
+                raise DataFileError(
+                    source,
+                    f"the {name} split (rows {begin}-{end - 1}) holds no window of window="
+                    f"{self.window} + horizon={self.horizon}: use a larger {name}_fraction, "
+                    "a shorter window or more data",
+                )
+            self.splits[name] = ds
+        self.split_rows = {k: v for k, v in bounds.items()}
+        mean, std = torch.tensor(stats["target_mean"]), torch.tensor(stats["target_std"])
+        test_targets = self.splits["test"].all_targets() * std + mean  # (M, H, O) original
+        self._baseline = regression_baseline(mean, test_targets)
+
+    @property
+    def input_kwargs(self) -> dict[str, int]:
+        c = len(self.input_columns)
+        return {"input_size": 2 * c if self.missing == "mask" else c}
+
+    def target_kwargs(self) -> dict[str, Any]:
+        return {"output_size": len(self.targets), "horizon": self.horizon}
+
+    def augment_kwargs(self) -> dict[str, Any]:
+        return {**super().augment_kwargs(), "value_channels": len(self.input_columns)}
+
+    def encode_file(self, path: str) -> Encoded:
+        """Every window of a new file (stride 1), including the last one whose forecast lies
+        past the end of the file. Targets, when the file has them, are kept for the CSV."""
+        import pandas as pd
+
+        stats = self.require_fitted()
+        has_targets = self.include_target or _has_columns(path, self.targets)
+        columns = (
+            self.needed_columns
+            if has_targets
+            else [*self.features] + ([self.time] if self.time else [])
+        )
+        frame = read_table(path, columns)
+        arrays = self._arrays(frame, str(path), need_targets=has_targets)
+        inputs, targets = arrays["inputs"], arrays["targets"]
+        n = len(inputs)
+        if n < self.window:
+            raise DataFileError(
+                path, f"has {n} usable rows, fewer than the checkpoint's window={self.window}"
+            )
+        count = n - self.window + 1
+        # targets padded so that the last windows (forecasts past the end) can be gathered;
+        # filled before the inputs (whose view they may be) are standardised in place
+        padded = np.full((n + self.horizon, len(self.targets)), np.nan, dtype=np.float32)
+        if targets is not None:
+            padded[:n] = targets
+        x = self._series(inputs, stats)
+        y = torch.from_numpy(padded)
+        dataset = WindowDataset(x, torch.zeros(n + self.horizon, y.shape[1]), self.window,
+                                self.horizon, (0, 1, count))  # fmt: skip
+        truth = WindowDataset(x, y, self.window, self.horizon, (0, 1, count)).all_targets()
+        last = slice(self.window - 1, self.window - 1 + count)  # the last input row of each
+        index = pd.DataFrame({"last_input_row": np.asarray(arrays["rows"])[last]})
+        if arrays["time"] is not None:
+            index["last_input_time"] = arrays["time"][last]
+        return Encoded(dataset, index, truth if has_targets else None)
+
+    def format_predictions(self, outputs: dict[str, Tensor], encoded: Encoded) -> Any:
+        frame = encoded.index.copy()
+        pred = outputs["pred"].reshape(len(frame), self.horizon, len(self.targets))
+        for h in range(self.horizon):
+            for o, name in enumerate(self.targets):
+                suffix = "" if self.horizon == 1 else f"_t+{h + 1}"
+                frame[f"pred_{name}{suffix}"] = pred[:, h, o].numpy()
+                if encoded.targets is not None:
+                    frame[f"true_{name}{suffix}"] = encoded.targets[:, h, o].numpy()
+        return frame
+
+
+class CSVDataModule(TimeSeriesDataModule):
+    """A time series from a CSV (``.csv``, ``.tsv``) or Parquet (``.parquet``) file.
+
+    Example:
+        >>> dm = CSVDataModule("sales.csv", target="sales", features=["price"], time="date",
+        ...                    window=28, horizon=7)  # doctest: +SKIP
+
+    Args:
+        path: the file.
+        target, features, time, window, horizon, stride, include_target: see
+            :class:`TimeSeriesDataModule`.
+        **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
+            ``noise_std``, ``step_dropout`` (see :class:`FileDataModule`).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        target: str | Sequence[str],
+        features: Sequence[str] | None = None,
+        time: str | None = None,
+        window: int = 24,
+        horizon: int = 1,
+        stride: int = 1,
+        include_target: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(target, features, time, window, horizon, stride, include_target, **kwargs)
+        self._save_hparams(locals())
+        self.path = str(path)
+
+    def read_frame(self) -> tuple[Any, str]:
+        return read_table(self.path, self.needed_columns), self.path
+
+
+class AirlineDataModule(TimeSeriesDataModule):
+    """The monthly airline passengers series 1949–1960 (Box & Jenkins; 144 values), from
+    aeon's bundled copy (``pip install 'lstmkit[datasets]'``); no network needed.
+
+    Columns: ``passengers`` (the target) and ``month`` (time, ``"1949-01"`` ...).
+    """
+
+    def __init__(self, window: int = 24, horizon: int = 1, stride: int = 1, **kwargs: Any) -> None:
+        super().__init__("passengers", None, "month", window, horizon, stride, True, **kwargs)
+        self._save_hparams(locals())
+
+    def read_frame(self) -> tuple[Any, str]:
+        import pandas as pd
+
+        from lstmkit.data.files import aeon_loader
+
+        values = np.asarray(aeon_loader("load_airline")(), dtype=np.float64)
+        months = pd.period_range("1949-01", periods=len(values), freq="M").astype(str)
+        return pd.DataFrame({"passengers": values, "month": months}), "airline (aeon)"
+
+
+def _has_columns(path: str, columns: Sequence[str]) -> bool:
+    from lstmkit.data.files import check_file, table_columns
+
+    available = table_columns(check_file(path))
+    return all(c in available for c in columns)
+
+
+def _nanmean(x: Tensor) -> list[float]:
+    return torch.nanmean(x.double(), dim=0).tolist()
+
+
+def _nanstd(x: Tensor) -> list[float]:
+    """Per-column population std ignoring NaN; 1.0 for constant columns."""
+    x = x.double()
+    var = torch.nanmean((x - torch.nanmean(x, dim=0)).pow(2), dim=0)
+    std = var.sqrt()
+    return torch.where(std > 1e-8, std, torch.ones_like(std)).tolist()
+
+
+__all__ = [
+    "AirlineDataModule",
+    "CSVDataModule",
+    "TimeSeriesDataModule",
+    "WindowDataset",
+    "window_starts",
+]

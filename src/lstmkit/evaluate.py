@@ -1,0 +1,136 @@
+"""``lstmkit-eval``: test a checkpoint on a datamodule.
+
+``evaluate(cfg)`` is importable; ``main()`` is the command (``lstmkit-eval``,
+``python -m lstmkit.evaluate``). The task class and, unless ``data=`` is given, the datamodule
+are rebuilt from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lstmkit._config_dir import CONFIG_DIR, config_groups
+from lstmkit._logging import get_logger
+from lstmkit.config_checks import (
+    ConfigError,
+    check_argv,
+    check_config,
+    quiet_library_logging,
+    run_cli,
+)
+
+log = get_logger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test ``cfg.ckpt_path`` on ``cfg.data`` (or the checkpoint's own datamodule).
+
+    Writes ``metrics.json`` (test metrics and the trivial baseline's), ``config.yaml`` and
+    plots to ``cfg.paths.output_dir``; returns the test metrics like :func:`lstmkit.train.train`.
+    """
+    from lstmkit import runs
+    from lstmkit.nn import BACKEND_NAMES
+
+    check_config(cfg, backends=BACKEND_NAMES)
+    with runs.torch_threads(cfg.get("num_threads")), runs.expected_warnings_ignored():
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    import torch
+    from hydra.utils import get_class
+
+    from lstmkit import runs
+    from lstmkit.config_checks import instantiate_checked
+
+    ckpt_path = Path(cfg.ckpt_path)
+    if not ckpt_path.is_file():
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} is not a file: pass a .ckpt of a run")
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    info = checkpoint.get("lstmkit")
+    if not info:
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was not written by an lstmkit task")
+    task_cls = get_class(info["task"])
+    model = task_cls.load_from_checkpoint(ckpt_path, map_location="cpu")
+    if cfg.get("data") is not None:
+        datamodule = instantiate_checked(cfg.data, "data")
+    elif "datamodule" in info:
+        dm_cls = get_class(info["datamodule"])
+        datamodule = dm_cls(**checkpoint.get("datamodule_hyper_parameters", {}))
+    else:
+        raise ConfigError("data is unset and the checkpoint names no datamodule: pass data=<name>")
+    kind = runs.task_kind(info["task"])
+    runs.check_fit(kind, datamodule, task_cls.__name__, type(datamodule).__name__)
+    _check_sizes(model, datamodule)
+
+    loggers = runs.instantiate_group(cfg.get("logger"), "logger")
+    trainer = runs.build_trainer(cfg, [], loggers)
+    runs.save_resolved_config(cfg, output_dir)
+    log.info("Testing %s on %s", ckpt_path, type(datamodule).__name__)
+    trainer.test(model=model, datamodule=datamodule, verbose=False)
+    test_metrics = {
+        k: v for k, v in runs.tensor_metrics(trainer.callback_metrics).items()
+        if k.startswith("test/")
+    }  # fmt: skip
+    baseline = datamodule.trivial_baseline() if hasattr(datamodule, "trivial_baseline") else {}
+    description = getattr(datamodule, "baseline_description", "")
+    runs.write_metrics_json(
+        output_dir,
+        {
+            "test": test_metrics,
+            "baseline": {"description": description, **baseline},
+            "ckpt_path": str(ckpt_path),
+        },
+    )
+    if cfg.get("plots", True):
+        runs.make_plots(output_dir, kind, model, datamodule)
+    result: dict[str, Any] = dict(test_metrics)
+    result.update({f"baseline/{k.split('/', 1)[-1]}": v for k, v in baseline.items()})
+    result["summary"] = runs.summary_lines(test_metrics, baseline, description)
+    return result
+
+
+def _check_sizes(model: Any, datamodule: Any) -> None:
+    """The data must have the sizes the checkpoint's model was built for."""
+    if not hasattr(datamodule, "model_kwargs"):
+        return
+    for key, value in datamodule.model_kwargs().items():
+        if key in ("target_mean", "target_std"):
+            continue  # evaluation keeps the model's own scaling
+        expected = model.hparams.get(key)
+        if expected is not None and expected != value:
+            raise ConfigError(
+                f"data gives {key}={value!r} but the checkpoint's model expects {key}={expected!r}"
+            )
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def _hydra_main(cfg: DictConfig) -> None:
+    import lightning.pytorch  # noqa: F401
+
+    quiet_library_logging()
+    metrics = run_cli("lstmkit-eval", lambda: evaluate(cfg))
+    from hydra.core.hydra_config import HydraConfig
+
+    print("\n".join(metrics["summary"]))
+    print(f"Run folder: {HydraConfig.get().runtime.output_dir}")
+
+
+def main() -> None:
+    """``lstmkit-eval ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-eval --help``."""
+    run_cli("lstmkit-eval", lambda: check_argv(sys.argv[1:], config_groups()))
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

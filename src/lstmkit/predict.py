@@ -1,0 +1,155 @@
+"""``lstmkit-predict``: a checkpoint plus an input file -> a CSV of predictions.
+
+    lstmkit-predict ckpt_path=RUN/checkpoints/best.ckpt input=new.csv [output=preds.csv]
+                    [overwrite=true] [batch_size=256]
+
+The input is a CSV/Parquet time series, an ``.npz``/``.ts`` file of sequences, or a text CSV —
+whatever the checkpoint's datamodule reads. The preprocessing saved in the checkpoint (scaler
+statistics, vocabulary, class names, missing-value policy, window and horizon) is applied
+exactly; predictions are in the target's original units, with the class label and one
+probability per class for classifiers. The checkpoint is read with
+``torch.load(..., weights_only=True)``: it holds plain values and tensors only.
+
+``predict(...)`` is importable; ``main()`` is the command. Nothing heavy is imported before the
+arguments are parsed, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from lstmkit._errors import DataFileError
+from lstmkit.config_checks import ConfigError, run_cli
+
+USAGE = __doc__.split("\n\n")[1]
+KEYS = ("ckpt_path", "input", "output", "overwrite", "batch_size")
+
+
+def default_output(input_path: str | Path) -> Path:
+    """``data/new.csv`` -> ``data/new.predictions.csv``."""
+    p = Path(input_path)
+    return p.with_name(f"{p.stem}.predictions.csv")
+
+
+def predict(
+    ckpt_path: str | Path,
+    input_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    batch_size: int = 256,
+) -> Any:
+    """Predict every sample of ``input_path`` with a checkpoint; write and return the CSV.
+
+    Returns:
+        The predictions as a pandas DataFrame (also written to ``output``).
+
+    Raises:
+        ConfigError: a bad checkpoint or an output file that exists (without ``overwrite``).
+        DataFileError: a bad input file (names the file and the problem).
+    """
+    output = default_output(input_path) if output is None else Path(output)
+    if output.exists() and not overwrite:
+        raise ConfigError(f"output={str(output)!r} exists: pass overwrite=true to replace it")
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} is not a file: pass a .ckpt of a run")
+    if not Path(input_path).exists():
+        raise DataFileError(input_path, "no such file")
+
+    import torch
+    from hydra.utils import get_class
+
+    from lstmkit.data.filebase import FileDataModule
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    info = checkpoint.get("lstmkit") or {}
+    if "task" not in info or "datamodule" not in info:
+        raise ConfigError(
+            f"ckpt_path={str(ckpt_path)!r} names no lstmkit task and datamodule: pass a "
+            "checkpoint written by lstmkit-train"
+        )
+    dm_cls = get_class(info["datamodule"])
+    if not issubclass(dm_cls, FileDataModule):
+        raise ConfigError(
+            f"ckpt_path={str(ckpt_path)!r} was trained on {dm_cls.__name__}, which reads no "
+            "files: lstmkit-predict needs a model trained on data=csv, sequences, text or a "
+            "named dataset"
+        )
+    datamodule = dm_cls(**checkpoint.get("datamodule_hyper_parameters", {}))
+    state = checkpoint.get(dm_cls.__qualname__)
+    if not state:
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} holds no fitted preprocessing")
+    datamodule.load_state_dict(state)
+
+    model = get_class(info["task"])(**checkpoint["hyper_parameters"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+
+    encoded = datamodule.encode_file(str(input_path))
+    outputs = run_model(model, encoded.dataset, batch_size)
+    frame = datamodule.format_predictions(outputs, encoded)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(output, index=False)
+    return frame
+
+
+def run_model(model: Any, dataset: Any, batch_size: int) -> dict[str, Any]:
+    """``predict_step`` over a dataset in batches of ``(x, lengths)``; outputs concatenated."""
+    import torch
+
+    outputs: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            x, _, lengths = dataset.__getitems__(
+                list(range(start, min(start + batch_size, len(dataset))))
+            )
+            for key, value in model.predict_step((x, lengths), 0).items():
+                outputs.setdefault(key, []).append(value)
+    return {key: torch.cat(values) for key, values in outputs.items()}
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments (as the other lstmkit commands) -> :func:`predict` arguments."""
+    args: dict[str, Any] = {"output": None, "overwrite": False, "batch_size": 256}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in KEYS:
+            raise ConfigError(f"{arg!r} is not an argument: use {'=, '.join(KEYS)}=")
+        if key == "overwrite":
+            if value.lower() not in ("true", "false"):
+                raise ConfigError(f"overwrite={value!r} is not allowed: choose true or false")
+            args[key] = value.lower() == "true"
+        elif key == "batch_size":
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"batch_size={value!r} is not allowed: must be an integer >= 1")
+            args[key] = int(value)
+        else:
+            args[key] = value
+    for key in ("ckpt_path", "input"):
+        if key not in args:
+            raise ConfigError(f"{key} is required: pass {key}=<path>")
+    args["input_path"] = args.pop("input")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``lstmkit-predict ckpt_path=PATH input=PATH [output=PATH] [overwrite=true]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage:\n{USAGE}")
+        return
+
+    def run() -> None:
+        args = parse_args(argv)
+        frame = predict(**args)
+        out = args["output"] or default_output(args["input_path"])
+        print(f"{len(frame)} predictions written to {out}")
+
+    run_cli("lstmkit-predict", run)
+
+
+if __name__ == "__main__":
+    main()

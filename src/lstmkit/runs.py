@@ -1,0 +1,182 @@
+"""What ``lstmkit-train`` and ``lstmkit-eval`` share: building the pieces from a config and
+writing the run folder (resolved config, ``metrics.json``, plots) and the final summary.
+
+Imported inside the entry points' task functions: it pulls in Lightning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lstmkit._logging import get_logger
+from lstmkit.config_checks import ConfigError, instantiate_checked
+
+log = get_logger(__name__)
+
+
+@contextlib.contextmanager
+def expected_warnings_ignored() -> Iterator[None]:
+    """Silence Lightning warnings that a run folder shared with Hydra makes expected."""
+    with warnings.catch_warnings():
+        # the CSV logger writes into the run folder, where Hydra's files already are
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* is not empty")
+        yield
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(num_threads)`` inside the block (None: leave torch's default)."""
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def instantiate_group(cfg: DictConfig | None, group: str) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` in a group such as ``callbacks``/``logger``."""
+    if not cfg:
+        return []
+    objects = []
+    for key, node in cfg.items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            log.info("Instantiating %s <%s>", group, node._target_)
+            objects.append(instantiate_checked(node, f"{group}.{key}"))
+    return objects
+
+
+def task_kind(target: str) -> str:
+    """``"classification"`` or ``"regression"`` for a task class path."""
+    from hydra.utils import get_class
+
+    from lstmkit.tasks import SequenceClassifier, SequenceRegressor
+
+    try:
+        cls = get_class(target)
+    except Exception as err:  # hydra raises ImportError or ValueError
+        raise ConfigError(f"model._target_={target!r} cannot be imported: {err}") from err
+    if issubclass(cls, SequenceClassifier):
+        return "classification"
+    if issubclass(cls, SequenceRegressor):
+        return "regression"
+    return "unknown"
+
+
+def check_fit(kind: str, datamodule: LightningDataModule, model_name: str, data_name: str) -> None:
+    """A classifier needs class labels and a regressor real targets: say which model fits."""
+    data_kind = getattr(datamodule, "task", None)
+    if kind != "unknown" and data_kind and kind != data_kind:
+        wanted = "classifier" if data_kind == "classification" else "regressor"
+        raise ConfigError(
+            f"model={model_name} does not fit data={data_name} ({data_kind} targets): "
+            f"choose model={wanted}"
+        )
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
+    return instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+
+def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
+    """``config.yaml``: the composed config with every interpolation resolved."""
+    if rank_zero_only.rank != 0:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)  # Hydra's own settings are in .hydra/ already
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain)))
+
+
+def tensor_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items()) if not k.endswith("_step")}
+
+
+@torch.no_grad()
+def predict(model: LightningModule, datamodule: LightningDataModule) -> dict[str, torch.Tensor]:
+    """Run ``predict_step`` over the test split; concatenated outputs (original units)."""
+    model.eval()
+    outputs: dict[str, list[torch.Tensor]] = {}
+    for batch in datamodule.test_dataloader():
+        batch = [t.to(model.device) for t in batch]
+        for key, value in model.predict_step(batch, 0).items():
+            outputs.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in outputs.items()}
+
+
+def make_plots(
+    output_dir: Path, kind: str, model: LightningModule, datamodule: LightningDataModule
+) -> list[Path]:
+    """Learning curves (when ``metrics.csv`` exists) and predictions vs truth or a confusion
+    matrix on the test split."""
+    if rank_zero_only.rank != 0:
+        return []
+    from lstmkit import plots
+
+    saved = []
+    metrics_csv = output_dir / "metrics.csv"
+    if metrics_csv.is_file():
+        path = plots.plot_learning_curves(metrics_csv, output_dir / "learning_curves.png")
+        saved += [path] if path else []
+    out = predict(model, datamodule)
+    if "target" in out and kind == "regression":
+        saved.append(
+            plots.plot_predictions(out["pred"], out["target"], output_dir / "predictions.png")
+        )
+    elif "target" in out and kind == "classification":
+        names = getattr(datamodule, "class_names", None)
+        saved.append(
+            plots.plot_confusion_matrix(
+                out["pred"],
+                out["target"],
+                int(model.hparams.num_classes),
+                output_dir / "confusion_matrix.png",
+                class_names=list(names) if names else None,
+            )
+        )
+    return saved
+
+
+def write_metrics_json(output_dir: Path, payload: dict[str, Any]) -> Path | None:
+    if rank_zero_only.rank != 0:
+        return None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "metrics.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def summary_lines(
+    test: dict[str, float], baseline: dict[str, float], description: str
+) -> list[str]:
+    """Human-readable test metrics next to the trivial baseline's."""
+    lower_is_better = ("loss", "mse", "mae", "rmse", "mape")
+    lines = [f"Trivial baseline: {description}"]
+    lines.append(f"  {'metric':<12} {'model':>12} {'baseline':>12}")
+    for key, value in sorted(test.items()):
+        base = baseline.get(key)
+        row = f"  {key:<12} {value:>12.4g}"
+        if base is not None and math.isfinite(base):
+            row += f" {base:>12.4g}"
+            name = key.rsplit("/", 1)[-1]
+            if name in lower_is_better and value > 0:
+                row += f"   ({base / value:.1f}x lower)"
+            elif name == "acc":
+                row += f"   ({value - base:+.3f})"
+        lines.append(row)
+    return lines

@@ -1,0 +1,172 @@
+"""The shared base of the sequence tasks: embedding -> encoder -> pooling -> head, one step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from lstmkit._logging import get_logger
+from lstmkit._validation import check_choice, check_int
+from lstmkit.tasks.heads import (
+    POOLINGS,
+    MLPHead,
+    build_from_spec,
+    callable_spec,
+    encoder_kwargs,
+    pool,
+    to_plain,
+)
+
+log = get_logger(__name__)
+
+STAGES = ("train", "val", "test")
+#: Default optimizer when none is given: ``torch.optim.Adam(lr=1e-3)``.
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+
+Batch = tuple[Tensor, Tensor, Tensor]
+
+
+def plain_hparams(init_locals: dict[str, Any]) -> dict[str, Any]:
+    """A task's ``__init__`` arguments as plain values: what ``save_hyperparameters`` stores.
+
+    The encoder becomes ``build_lstm`` keyword arguments and the optimizer/scheduler plain
+    ``_target_`` specs, so a checkpoint holds no pickled module or function and
+    ``Task.load_from_checkpoint(path)`` alone rebuilds the model.
+    """
+    hparams = {k: v for k, v in init_locals.items() if k not in ("self", "__class__")}
+    hparams["encoder"] = encoder_kwargs(hparams["encoder"])
+    hparams["optimizer"] = callable_spec(hparams["optimizer"], "optimizer")
+    hparams["scheduler"] = callable_spec(hparams["scheduler"], "scheduler")
+    return {k: to_plain(v) for k, v in hparams.items()}
+
+
+class SequenceTask(LightningModule, ABC):
+    """Embedding (optional) -> ``lstmkit.nn`` encoder -> pooling -> head, with one shared step.
+
+    Subclasses call :meth:`_build` from their ``__init__`` and implement :meth:`compute_loss`,
+    :meth:`metric_inputs` and :meth:`make_metrics`. Batches are ``(x, y, lengths)``.
+    """
+
+    per_step: bool = False
+
+    # ----------------------------------------------------------------- construction
+    def _build(self, out_features: int) -> None:
+        hp = self.hparams
+        if hp.vocab_size is not None:
+            check_int("vocab_size", hp.vocab_size)
+            if hp.embedding_dim is None:
+                raise ValueError(
+                    "embedding_dim=None: token inputs (vocab_size set) need an embedding_dim"
+                )
+            check_int("embedding_dim", hp.embedding_dim)
+            self.embedding: nn.Embedding | None = nn.Embedding(
+                hp.vocab_size, hp.embedding_dim, padding_idx=hp.padding_idx
+            )
+            encoder_input = hp.embedding_dim
+        else:
+            if hp.input_size is None:
+                raise ValueError(
+                    "input_size=None: set input_size (float features) or vocab_size (token ids)"
+                )
+            encoder_input = check_int("input_size", hp.input_size)
+            self.embedding = None
+        check_choice("pooling", hp.pooling, POOLINGS)
+        from lstmkit.nn import build_lstm
+
+        self.encoder = build_lstm(**hp.encoder, input_size=encoder_input, batch_first=True)
+        self.num_directions = 2 if hp.encoder.get("bidirectional", False) else 1
+        self.head = MLPHead(self.encoder.output_size, out_features, hp.head_hidden_size, hp.dropout)
+        metrics = self.make_metrics()
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    # ----------------------------------------------------------------- to implement
+    @abstractmethod
+    def make_metrics(self) -> MetricCollection:
+        """The metrics of one stage; cloned with a ``train/``, ``val/``, ``test/`` prefix."""
+
+    @abstractmethod
+    def compute_loss(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
+        """Loss of a batch from the raw outputs of :meth:`forward`."""
+
+    @abstractmethod
+    def metric_inputs(
+        self, out: Tensor, y: Tensor, lengths: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """``(preds, target)`` for the metric collection."""
+
+    # ----------------------------------------------------------------- model
+    def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Encoder features: ``(B, T, D*H)`` per step if :attr:`per_step`, else ``(B, D*H)``.
+
+        Args:
+            x: ``(B, T, C)`` float features, or ``(B, T)`` int64 token ids with an embedding.
+            lengths: ``(B,)`` valid steps per sequence; None when all fill ``T``.
+        """
+        if self.embedding is not None:
+            if x.dim() == 3 and x.shape[-1] == 1:
+                x = x.squeeze(-1)  # (B, T, 1) -> (B, T)
+            x = self.embedding(x.long())  # (B, T) -> (B, T, E)
+        output, (h_n, _) = self.encoder(x, lengths=lengths)  # (B, T, D*H), (L*D, B, H)
+        if self.per_step:
+            return output
+        return pool(output, h_n, lengths, self.hparams.pooling, self.num_directions)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Raw head outputs (logits, or standardised regression values)."""
+        return self.head(self.features(x, lengths))
+
+    # ----------------------------------------------------------------- the shared step
+    def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+        x, y, lengths = batch
+        out = self(x, lengths)
+        loss = self.compute_loss(out, y, lengths)
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        with torch.no_grad():
+            metrics.update(*self.metric_inputs(out.detach(), y, lengths))
+        batch_size = len(x)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=stage != "train",  # the epoch's val/test loss averaged over processes
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        optimizer = build_from_spec(self.hparams.optimizer or DEFAULT_OPTIMIZER, self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = build_from_spec(self.hparams.scheduler, optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Which class to rebuild, so `lstmkit-eval` needs only the checkpoint path.
+        info = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None:
+            info["datamodule"] = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+        checkpoint["lstmkit"] = to_plain(info)

@@ -1,0 +1,143 @@
+"""``lstmkit-train``: fit a task on a datamodule, then test the best checkpoint.
+
+``train(cfg)`` does the work and is importable; ``main()`` is the command (``lstmkit-train``,
+``python -m lstmkit.train``). Heavy modules (torch, Lightning, torchmetrics) are imported inside
+``train`` so that ``--help`` and ``--cfg job`` answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lstmkit._config_dir import CONFIG_DIR, config_groups
+from lstmkit._logging import get_logger
+from lstmkit.config_checks import check_argv, check_config, quiet_library_logging, run_cli
+
+log = get_logger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit ``cfg.model`` on ``cfg.data`` with ``cfg.trainer``, test, and fill the run folder.
+
+    The run folder (``cfg.paths.output_dir``) receives ``config.yaml`` (resolved),
+    ``checkpoints/{best,last}.ckpt``, ``metrics.csv`` (CSV logger), ``metrics.json`` (final
+    test metrics and the trivial baseline's) and PNG plots.
+
+    Returns:
+        ``{"test/...": float, ..., "baseline/...": float, "best_model_path": str}``; the test
+        entries are empty if ``cfg.test`` is false.
+
+    Raises:
+        ConfigError: a bad value, before anything is trained.
+    """
+    from lstmkit import runs
+    from lstmkit.nn import BACKEND_NAMES
+
+    check_config(cfg, backends=BACKEND_NAMES)
+    with runs.torch_threads(cfg.get("num_threads")), runs.expected_warnings_ignored():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
+    import lightning.pytorch as pl
+
+    from lstmkit import runs
+    from lstmkit.config_checks import instantiate_checked
+
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    log.info("Instantiating datamodule <%s>", cfg.data._target_)
+    datamodule = instantiate_checked(cfg.data, "data")
+    kind = runs.task_kind(cfg.model._target_)
+    runs.check_fit(kind, datamodule, _choice("model"), _choice("data"))
+    data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
+    log.info("Instantiating model <%s> with %s from the data", cfg.model._target_, data_kwargs)
+    model = instantiate_checked(cfg.model, "model", **data_kwargs)
+
+    callbacks = runs.instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers = runs.instantiate_group(cfg.get("logger"), "logger")
+    trainer = runs.build_trainer(cfg, callbacks, loggers)
+    runs.save_resolved_config(cfg, output_dir)
+
+    if cfg.get("train", True):
+        log.info("Training (run folder: %s)", output_dir)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_metrics = runs.tensor_metrics(trainer.callback_metrics)
+
+    test_metrics: dict[str, float] = {}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not cfg.get("train", True) and cfg.get("ckpt_path"):
+        best = str(cfg.ckpt_path)  # test only: the given checkpoint
+    if cfg.get("test", True):
+        log.info("Testing %s", best or "the final weights")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        test_metrics = {
+            k: v for k, v in runs.tensor_metrics(trainer.callback_metrics).items()
+            if k.startswith("test/")
+        }  # fmt: skip
+
+    baseline = datamodule.trivial_baseline() if hasattr(datamodule, "trivial_baseline") else {}
+    description = getattr(datamodule, "baseline_description", "")
+    runs.write_metrics_json(
+        output_dir,
+        {
+            "test": test_metrics,
+            "fit": {k: v for k, v in fit_metrics.items() if not k.startswith("test/")},
+            "baseline": {"description": description, **baseline},
+            "best_model_path": best,
+            "epochs": trainer.current_epoch,
+        },
+    )
+    if cfg.get("plots", True) and not trainer.fast_dev_run:
+        runs.make_plots(output_dir, kind, model, datamodule)
+
+    result: dict[str, Any] = dict(test_metrics)
+    result.update({f"baseline/{k.split('/', 1)[-1]}": v for k, v in baseline.items()})
+    result["best_model_path"] = best
+    result["summary"] = runs.summary_lines(test_metrics, baseline, description)
+    return result
+
+
+def _choice(group: str) -> str:
+    """The config name chosen for a group (``data=sine`` -> ``"sine"``), or the group name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    return f"<{group}>"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    import lightning.pytorch  # noqa: F401  (sets up its loggers, which the next line quiets)
+
+    quiet_library_logging()
+    metrics = run_cli("lstmkit-train", lambda: train(cfg))
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        from hydra.core.hydra_config import HydraConfig
+
+        print("\n".join(metrics["summary"]))
+        print(f"Run folder: {HydraConfig.get().runtime.output_dir}")
+    loss = metrics.get("test/loss")
+    return None if loss is None else float(loss)
+
+
+def main() -> None:
+    """``lstmkit-train [OVERRIDES]``; see ``lstmkit-train --help``."""
+    run_cli("lstmkit-train", lambda: check_argv(sys.argv[1:], config_groups()))
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Every config group composes and instantiates; the commands start fast."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lstmkit._config_dir import CONFIG_DIR, config_groups, group_options
+from run_helpers import REPO, VENV_BIN
+
+
+def test_config_dir_is_the_repository_one_in_a_checkout():
+    assert CONFIG_DIR in (str(REPO / "configs"), str(REPO / "src" / "lstmkit" / "configs"))
+    for group in ("data", "model", "model/encoder", "trainer", "callbacks", "logger",
+                  "experiment", "paths", "hydra"):  # fmt: skip
+        assert group in config_groups()
+
+
+#: Data configs with required keys: placeholders (their constructors read no file).
+DATA_REQUIRED = {
+    "csv": ("data.path=series.csv", "data.target=y"),
+    "sequences": ("data.path=sequences.npz",),
+    "text": ("data.path=texts.csv",),
+}
+
+
+@pytest.mark.parametrize("name", group_options("data"))
+def test_every_data_config_instantiates(cfg_factory, name):
+    cfg = cfg_factory(f"data={name}", *DATA_REQUIRED.get(name, ()), shrink=False)
+    datamodule = instantiate(cfg.data)
+    assert type(datamodule).__name__.endswith("DataModule")
+
+
+@pytest.mark.parametrize("encoder", group_options("model/encoder"))
+@pytest.mark.parametrize("model", group_options("model"))
+def test_every_model_and_encoder_config_instantiates(cfg_factory, model, encoder):
+    cfg = cfg_factory(f"model={model}", f"model/encoder={encoder}")
+    sizes = {"input_size": 3}
+    sizes.update({"num_classes": 4} if model == "classifier" else {"output_size": 2, "horizon": 3})
+    task = instantiate(cfg.model, **sizes)
+    out = task(torch.randn(2, 5, 3), torch.tensor([5, 2]))
+    assert out.shape == ((2, 4) if model == "classifier" else (2, 3, 2))
+
+
+@pytest.mark.parametrize("optimizer", group_options("model/optimizer"))
+@pytest.mark.parametrize("scheduler", group_options("model/scheduler"))
+def test_every_optimizer_and_scheduler_config_instantiates(cfg_factory, optimizer, scheduler):
+    cfg = cfg_factory(f"model/optimizer={optimizer}", f"model/scheduler={scheduler}")
+    task = instantiate(cfg.model, input_size=2, output_size=1)
+    configured = task.configure_optimizers()
+    assert isinstance(configured["optimizer"], torch.optim.Optimizer)
+    assert configured["lr_scheduler"]["monitor"] == "val/loss"
+
+
+@pytest.mark.parametrize("name", group_options("trainer"))
+def test_every_trainer_config_instantiates(cfg_factory, name):
+    if name == "gpu" and not torch.cuda.is_available():
+        pytest.skip("trainer=gpu needs a CUDA device")
+    cfg = cfg_factory(f"trainer={name}", shrink=False)
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    assert trainer.max_epochs >= 1
+
+
+@pytest.mark.parametrize("name", group_options("callbacks"))
+def test_every_callbacks_config_instantiates(cfg_factory, name):
+    cfg = cfg_factory(f"callbacks={name}", shrink=False)
+    for node in (cfg.callbacks or {}).values():
+        assert instantiate(node) is not None
+
+
+@pytest.mark.parametrize("name", group_options("logger"))
+def test_every_logger_config_instantiates(cfg_factory, name):
+    if name == "tensorboard":
+        pytest.importorskip("tensorboard", reason="logger=tensorboard needs tensorboard")
+    cfg = cfg_factory(f"logger={name}", shrink=False)
+    for node in cfg.logger.values():
+        assert instantiate(node) is not None
+
+
+@pytest.mark.parametrize("name", group_options("experiment"))
+def test_every_experiment_composes_and_builds(cfg_factory, name):
+    cfg = cfg_factory(f"experiment={name}", shrink=False)
+    datamodule = instantiate(cfg.data)
+    task = instantiate(cfg.model, **datamodule.model_kwargs())
+    assert task.hparams.encoder["hidden_size"] >= 1
+
+
+def test_seed_experiments_match_the_explainer(cfg_factory):
+    counting = cfg_factory("experiment=seed_counting", shrink=False)
+    assert counting.model.encoder.hidden_size == 128 and counting.data.window == 3
+    assert counting.model.loss == "mse" and counting.model.optimizer._target_ == "torch.optim.Adam"
+    classifier = cfg_factory("experiment=seed_classifier", shrink=False)
+    assert classifier.model.encoder.hidden_size == 128
+    assert classifier.data.batch_size == 32 and classifier.trainer.max_epochs == 10
+
+
+def test_eval_config_composes(cfg_factory):
+    cfg = cfg_factory("ckpt_path=x.ckpt", name="eval", shrink=False)
+    assert cfg.ckpt_path == "x.ckpt" and cfg.get("data") is None
+
+
+def _timed(args):
+    start = time.perf_counter()
+    result = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=60)
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("flag", ["--help", "--cfg job"])
+@pytest.mark.parametrize("command", ["lstmkit-train", "lstmkit-eval"])
+def test_help_and_cfg_job_are_fast(command, flag):
+    """Goal: under 1 s; asserted under 3 s to leave room for a busy machine."""
+    result, seconds = _timed([str(VENV_BIN / command), *flag.split()])
+    if command == "lstmkit-eval" and flag == "--cfg job":
+        assert result.returncode == 0, result.stderr  # `???` is fine for printing
+    assert result.returncode == 0, result.stderr
+    assert seconds < 3.0, f"{command} {flag} took {seconds:.2f} s"
+
+
+def test_entry_points_import_nothing_heavy():
+    code = (
+        "import sys, lstmkit.train, lstmkit.evaluate\n"
+        "heavy = [m for m in ('torch', 'lightning', 'torchmetrics', 'matplotlib') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_python_dash_m_runs_the_command():
+    result, _ = _timed([sys.executable, "-m", "lstmkit.train", "--cfg", "job"])
+    assert result.returncode == 0, result.stderr
+    assert "_target_: lstmkit.data.AddingDataModule" in result.stdout
