@@ -42,7 +42,9 @@ from .native import Kernels
 from .native import kernels as native_kernels
 
 # oneDNN's packed GEMM: the per-step matmuls reuse one weight T times, and on CPU packing it once
-# per call measured ~1.5x faster than torch.mm (which repacks the weight on every step).
+# per call measured 1.5-2.3x faster than torch.mm (which repacks the weight on every step) from
+# (32 x 128 x 512) up; below ~0.5M multiply-adds its ~9 us fixed cost loses to torch.mm.
+ONEDNN_MIN_MACS = 1 << 19
 USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 # The per-step elementwise work in C where it applies (see module docstring).
 # Tests switch both off to check that every path gives the same numbers.
@@ -85,7 +87,8 @@ class StepMatmul:
     def __init__(self, weight: Tensor, rows: int) -> None:
         self.weight_t = weight.t()
         self.packed = None
-        if USE_ONEDNN and weight.device.type == "cpu" and weight.dtype == torch.float32:
+        big = rows * weight.numel() >= ONEDNN_MIN_MACS
+        if USE_ONEDNN and big and weight.device.type == "cpu" and weight.dtype == torch.float32:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)
 
     def __call__(self, x: Tensor) -> Tensor:
