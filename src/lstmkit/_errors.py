@@ -18,3 +18,8 @@ class DataFileError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training met a non-finite loss or gradient; the message names the step and a likely
+    cause (raised by ``lstmkit.callbacks.NonFiniteGuard``)."""

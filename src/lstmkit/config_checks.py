@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lstmkit._config_dir import group_options
-from lstmkit._errors import DataFileError
+from lstmkit._errors import DataFileError, TrainingDivergedError
 
 #: Exit status of a command stopped by a bad config (as argparse's usage errors).
 EXIT_CONFIG_ERROR = 2
+#: Exit status of a training run stopped by a non-finite loss or gradient.
+EXIT_DIVERGED = 3
 
 #: ``<key>: allowed values`` for keys with a fixed set of values.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -78,6 +80,7 @@ def check_config(cfg: Any, backends: Sequence[str] = ()) -> None:
         if value is not None and value not in allowed:
             raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(allowed)}")
     _check_value("num_threads", cfg.get("num_threads"))
+    _check_value("seed", cfg.get("seed"))
     for group in ("data", "model"):
         node = cfg.get(group)
         if node is None:
@@ -149,7 +152,7 @@ def check_argv(argv: Sequence[str], groups: Sequence[str]) -> None:
         if key not in groups or "(" in value:
             continue
         options = group_options(key, extra_dirs)
-        for name in value.split(","):
+        for name in value.strip("[]").split(","):  # a sweep, or a list: callbacks=[a,b]
             name = name.strip()
             if name and name != "null" and name not in options:
                 raise ConfigError(
@@ -183,3 +186,8 @@ def run_cli(command: str, fn: Callable[[], Any]) -> Any:
             raise
         print(f"{command}: error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG_ERROR) from None
+    except TrainingDivergedError as err:  # a NaN/Inf loss or gradient (lstmkit.callbacks)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{command}: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None

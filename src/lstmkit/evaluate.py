@@ -43,10 +43,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
-    import torch
-    from hydra.utils import get_class
 
     from lstmkit import runs
+    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task, lstmkit_info
     from lstmkit.config_checks import instantiate_checked
 
     ckpt_path = Path(cfg.ckpt_path)
@@ -56,16 +55,15 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    info = checkpoint.get("lstmkit")
-    if not info:
-        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was not written by an lstmkit task")
-    task_cls = get_class(info["task"])
-    model = task_cls.load_from_checkpoint(ckpt_path, map_location="cpu")
+    # one safe read (weights_only=True, allow-listed classes): see lstmkit.checkpoints
+    checkpoint = load_checkpoint(ckpt_path)
+    info = lstmkit_info(checkpoint, ckpt_path)
+    model = load_task(ckpt_path, checkpoint=checkpoint)
+    task_cls = type(model)
+    dm_cls = datamodule_class(checkpoint, ckpt_path)
     if cfg.get("data") is not None:
         datamodule = instantiate_checked(cfg.data, "data")
-    elif "datamodule" in info:
-        dm_cls = get_class(info["datamodule"])
+    elif dm_cls is not None:
         datamodule = dm_cls(**checkpoint.get("datamodule_hyper_parameters", {}))
     else:
         raise ConfigError("data is unset and the checkpoint names no datamodule: pass data=<name>")

@@ -125,3 +125,136 @@ def _save(fig, out: str | Path) -> Path:
     fig.savefig(out, dpi=100)
     log.info("Saved %s", out)
     return out
+
+
+# ----------------------------------------------------------------- research tools (issue 5)
+#: Gate names of a ``GateTrace`` with their plot labels and colour ranges.
+GATE_PANELS = (
+    ("input_gate", "input gate i", 0.0, 1.0),
+    ("forget_gate", "forget gate f", 0.0, 1.0),
+    ("cell_gate", "cell candidate g", -1.0, 1.0),
+    ("output_gate", "output gate o", 0.0, 1.0),
+    ("cell", "cell state c", None, None),
+    ("hidden", "hidden state h", -1.0, 1.0),
+)
+
+
+def plot_sequence_accuracy(pred: Tensor, target: Tensor, out: str | Path) -> Path:
+    """Sequence-to-sequence results by target length: exact-sequence match and per-token
+    accuracy. ``pred``/``target`` ``(N, L)`` token ids, ``-100`` past each target's end."""
+    pred, target = pred.cpu(), target.cpu()
+    steps = min(pred.shape[1], target.shape[1])
+    pred, target = pred[:, :steps], target[:, :steps]
+    valid = target != -100
+    lengths = valid.sum(1)
+    exact = ((pred == target) | ~valid).all(1).double()
+    tokens = ((pred == target) & valid).sum(1).double() / lengths.clamp_min(1)
+    keys = sorted(set(lengths.tolist()))
+    fig = _figure(6.0, 4.0)
+    ax = fig.subplots()
+    xs = torch.arange(len(keys)).double()
+    ex = [float(exact[lengths == k].mean()) for k in keys]
+    tk = [float(tokens[lengths == k].mean()) for k in keys]
+    ax.bar(xs - 0.2, ex, width=0.4, label="exact sequence match")
+    ax.bar(xs + 0.2, tk, width=0.4, label="token accuracy")
+    counts = [int((lengths == k).sum()) for k in keys]
+    ax.set_xticks(xs.tolist(), [f"{k}\n(n={c})" for k, c in zip(keys, counts, strict=True)])
+    ax.set(
+        xlabel="target length (tokens, incl. <eos>)",
+        ylabel="fraction correct",
+        ylim=(0, 1.05),
+        title=f"Greedy decoding on the test split (exact match {float(exact.mean()):.3f})",
+    )
+    ax.legend(loc="lower left")
+    return _save(fig, out)
+
+
+def plot_gate_heatmaps(
+    trace: dict[str, Tensor], out: str | Path, title: str = "", length: int | None = None
+) -> Path:
+    """Heatmaps (unit × time step) of one sequence's gates, cell and hidden state.
+
+    Args:
+        trace: ``GateTrace.as_dict()`` of one layer and sequence: each ``(T, H)``.
+        length: valid steps to draw (default all).
+    """
+    fig = _figure(12.0, 6.5)
+    axes = fig.subplots(2, 3)
+    for ax, (name, label, vmin, vmax) in zip(axes.flat, GATE_PANELS, strict=True):
+        values = trace[name].detach().float().cpu()[:length]  # (T, H)
+        cmap = "viridis" if vmin == 0.0 else "RdBu_r"
+        if vmin is None:
+            bound = float(values.abs().max().clamp_min(1e-6))
+            vmin, vmax = -bound, bound
+        image = ax.imshow(
+            values.T.numpy(), aspect="auto", origin="lower", cmap=cmap, vmin=vmin, vmax=vmax
+        )
+        fig.colorbar(image, ax=ax, label="activation (unitless)")
+        ax.set(xlabel="time step", ylabel="unit", title=label)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)
+
+
+def plot_gate_summary(
+    forget_mean: Tensor,
+    saturation: dict[str, Tensor],
+    out: str | Path,
+    labels: list[str] | None = None,
+    threshold: float = 0.1,
+) -> Path:
+    """Forget-gate mean over units per time step (one line per sequence) and the fraction of
+    saturated gate values (below ``threshold`` or above ``1 - threshold``) per time step.
+
+    Args:
+        forget_mean: ``(S, T)`` mean forget gate of S sequences (NaN past a sequence's end).
+        saturation: gate name -> ``(T,)`` fraction saturated over sequences and units.
+    """
+    fig = _figure(11.0, 4.0)
+    ax_f, ax_s = fig.subplots(1, 2)
+    steps = torch.arange(forget_mean.shape[1])
+    for k, row in enumerate(forget_mean.float().cpu()):
+        ax_f.plot(steps, row, label=labels[k] if labels else f"sequence {k}")
+    ax_f.set(
+        xlabel="time step", ylabel="mean forget gate f", ylim=(0, 1), title="Forget gate over time"
+    )
+    ax_f.legend(fontsize="small")
+    for name, values in saturation.items():
+        ax_s.plot(torch.arange(len(values)), values.float().cpu(), label=name.replace("_", " "))
+    ax_s.set(
+        xlabel="time step",
+        ylabel="fraction saturated",
+        ylim=(0, 1),
+        title=f"Saturated gates (< {threshold} or > {1 - threshold})",
+    )
+    ax_s.legend(fontsize="small")
+    return _save(fig, out)
+
+
+def plot_robustness(
+    rows: list[dict[str, float | str]], metrics: list[str], out: str | Path
+) -> Path:
+    """Test metrics against perturbation strength, one panel per perturbation.
+
+    Args:
+        rows: ``{"perturbation": name, "level": x, "<metric>": value, ...}`` (the CSV's rows).
+        metrics: metric columns to draw (e.g. ``["test/loss", "test/acc"]``).
+    """
+    kinds = list(dict.fromkeys(str(r["perturbation"]) for r in rows))
+    xlabels = {
+        "noise": "Gaussian noise std (input units, standardised)",
+        "missing": "fraction of missing steps",
+        "truncate": "fraction of each sequence kept",
+    }
+    fig = _figure(4.5 * len(kinds), 4.0)
+    axes = fig.subplots(1, len(kinds), squeeze=False)[0]
+    for ax, kind in zip(axes, kinds, strict=True):
+        part = [r for r in rows if r["perturbation"] == kind]
+        levels = [float(r["level"]) for r in part]
+        for metric in metrics:
+            ax.plot(levels, [float(r[metric]) for r in part], marker="o", label=metric)
+        if kind == "truncate":
+            ax.invert_xaxis()  # left: the clean data, as in the other panels
+        ax.set(xlabel=xlabels.get(kind, kind), ylabel="metric value", title=f"Degradation: {kind}")
+        ax.legend(fontsize="small")
+    return _save(fig, out)

@@ -59,19 +59,19 @@ def predict(
     if not Path(input_path).exists():
         raise DataFileError(input_path, "no such file")
 
-    import torch
-    from hydra.utils import get_class
-
+    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task
     from lstmkit.data.filebase import FileDataModule
+    from lstmkit.guards import check_output_dir
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    info = checkpoint.get("lstmkit") or {}
-    if "task" not in info or "datamodule" not in info:
+    check_output_dir(output.parent, "output")
+    # weights_only=True and allow-listed lstmkit classes only: see lstmkit.checkpoints
+    checkpoint = load_checkpoint(ckpt_path)
+    dm_cls = datamodule_class(checkpoint, ckpt_path)
+    if dm_cls is None:
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} names no lstmkit task and datamodule: pass a "
             "checkpoint written by lstmkit-train"
         )
-    dm_cls = get_class(info["datamodule"])
     if not issubclass(dm_cls, FileDataModule):
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} was trained on {dm_cls.__name__}, which reads no "
@@ -84,9 +84,7 @@ def predict(
         raise ConfigError(f"ckpt_path={str(ckpt_path)!r} holds no fitted preprocessing")
     datamodule.load_state_dict(state)
 
-    model = get_class(info["task"])(**checkpoint["hyper_parameters"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
+    model = load_task(ckpt_path, checkpoint=checkpoint)
 
     encoded = datamodule.encode_file(str(input_path))
     outputs = run_model(model, encoded.dataset, batch_size)

@@ -60,10 +60,10 @@ def instantiate_group(cfg: DictConfig | None, group: str) -> list[Any]:
 
 
 def task_kind(target: str) -> str:
-    """``"classification"`` or ``"regression"`` for a task class path."""
+    """``"classification"``, ``"regression"`` or ``"seq2seq"`` for a task class path."""
     from hydra.utils import get_class
 
-    from lstmkit.tasks import SequenceClassifier, SequenceRegressor
+    from lstmkit.tasks import Seq2SeqLSTM, SequenceClassifier, SequenceRegressor
 
     try:
         cls = get_class(target)
@@ -73,6 +73,8 @@ def task_kind(target: str) -> str:
         return "classification"
     if issubclass(cls, SequenceRegressor):
         return "regression"
+    if issubclass(cls, Seq2SeqLSTM):
+        return "seq2seq"
     return "unknown"
 
 
@@ -80,7 +82,7 @@ def check_fit(kind: str, datamodule: LightningDataModule, model_name: str, data_
     """A classifier needs class labels and a regressor real targets: say which model fits."""
     data_kind = getattr(datamodule, "task", None)
     if kind != "unknown" and data_kind and kind != data_kind:
-        wanted = "classifier" if data_kind == "classification" else "regressor"
+        wanted = {"classification": "classifier", "seq2seq": "seq2seq"}.get(data_kind, "regressor")
         raise ConfigError(
             f"model={model_name} does not fit data={data_name} ({data_kind} targets): "
             f"choose model={wanted}"
@@ -137,6 +139,10 @@ def make_plots(
     if "target" in out and kind == "regression":
         saved.append(
             plots.plot_predictions(out["pred"], out["target"], output_dir / "predictions.png")
+        )
+    elif "target" in out and kind == "seq2seq" and out["pred"].dim() == 2:
+        saved.append(
+            plots.plot_sequence_accuracy(out["pred"], out["target"], output_dir / "sequences.png")
         )
     elif "target" in out and kind == "classification":
         names = getattr(datamodule, "class_names", None)

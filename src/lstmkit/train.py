@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
 from lstmkit.config_checks import check_argv, check_config, quiet_library_logging, run_cli
+from lstmkit.guards import check_argv_run_dir
 
 log = get_logger(__name__)
 
@@ -39,6 +40,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lstmkit.nn import BACKEND_NAMES
 
     check_config(cfg, backends=BACKEND_NAMES)
+    _check_files(cfg)
     with runs.torch_threads(cfg.get("num_threads")), runs.expected_warnings_ignored():
         return _train(cfg)
 
@@ -47,9 +49,13 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
 
     from lstmkit import runs
+    from lstmkit.checkpoints import safe_globals
     from lstmkit.config_checks import instantiate_checked
 
     output_dir = Path(cfg.paths.output_dir)
+    from lstmkit import determinism
+
+    determinism.write_record(determinism.apply(cfg), output_dir)  # deterministic=true
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -60,6 +66,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
     log.info("Instantiating model <%s> with %s from the data", cfg.model._target_, data_kwargs)
     model = instantiate_checked(cfg.model, "model", **data_kwargs)
+    from lstmkit.tasks.tbptt import hand_over_gradient_clipping
+
+    hand_over_gradient_clipping(model, cfg.trainer)  # tbptt_steps: the task clips itself
 
     callbacks = runs.instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = runs.instantiate_group(cfg.get("logger"), "logger")
@@ -68,7 +77,13 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("train", True):
         log.info("Training (run folder: %s)", output_dir)
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with safe_globals():
+            trainer.fit(
+                model=model,
+                datamodule=datamodule,
+                ckpt_path=cfg.get("ckpt_path"),
+                weights_only=True,  # untrusted checkpoints: see lstmkit.checkpoints
+            )
     fit_metrics = runs.tensor_metrics(trainer.callback_metrics)
 
     test_metrics: dict[str, float] = {}
@@ -77,7 +92,14 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         best = str(cfg.ckpt_path)  # test only: the given checkpoint
     if cfg.get("test", True):
         log.info("Testing %s", best or "the final weights")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        with safe_globals():
+            trainer.test(
+                model=model,
+                datamodule=datamodule,
+                ckpt_path=best or None,
+                verbose=False,
+                weights_only=True,
+            )
         test_metrics = {
             k: v for k, v in runs.tensor_metrics(trainer.callback_metrics).items()
             if k.startswith("test/")
@@ -101,8 +123,30 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     result: dict[str, Any] = dict(test_metrics)
     result.update({f"baseline/{k.split('/', 1)[-1]}": v for k, v in baseline.items()})
     result["best_model_path"] = best
+    # the last validation metrics and the best checkpoint's score, for sweeps (optimized_metric)
+    result.update({k: v for k, v in fit_metrics.items() if k.startswith("val/")})
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
+        result[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
     result["summary"] = runs.summary_lines(test_metrics, baseline, description)
     return result
+
+
+def _check_files(cfg: DictConfig) -> None:
+    """Before anything is loaded: the run folder is writable and holds no other run, and a
+    ``ckpt_path`` to resume from is a safe lstmkit checkpoint of the same task."""
+    from lstmkit import guards
+    from lstmkit.checkpoints import check_resume
+
+    ckpt_path = cfg.get("ckpt_path")
+    guards.check_output_dir(cfg.paths.output_dir)
+    from lstmkit.distributed import is_launched_rank
+
+    # a DDP worker (local rank > 0) joins the run folder its rank 0 has just started
+    if cfg.get("train", True) and not is_launched_rank():
+        guards.check_run_folder(cfg.paths.output_dir, ckpt_path)
+    if ckpt_path:
+        check_resume(ckpt_path, str(cfg.model._target_))
 
 
 def _choice(group: str) -> str:
@@ -129,13 +173,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
         print("\n".join(metrics["summary"]))
         print(f"Run folder: {HydraConfig.get().runtime.output_dir}")
-    loss = metrics.get("test/loss")
+    # what a sweeper (hparams_search/) minimises: `optimized_metric`, by default test/loss
+    loss = metrics.get(cfg.get("optimized_metric") or "test/loss")
     return None if loss is None else float(loss)
 
 
 def main() -> None:
     """``lstmkit-train [OVERRIDES]``; see ``lstmkit-train --help``."""
     run_cli("lstmkit-train", lambda: check_argv(sys.argv[1:], config_groups()))
+    run_cli("lstmkit-train", lambda: check_argv_run_dir(sys.argv[1:]))
     _hydra_main()
 
 

@@ -5,6 +5,7 @@ This layer never imports ``lstmkit.tasks``: tasks and data meet only in the entr
 """
 
 from lstmkit.data.adding import AddingDataModule
+from lstmkit.data.addition import AdditionDataModule
 from lstmkit.data.archive import ArchiveDataModule
 from lstmkit.data.base import IGNORE_INDEX, SequenceDataset, SyntheticDataModule
 from lstmkit.data.copy_memory import CopyDataModule
@@ -12,6 +13,7 @@ from lstmkit.data.counting import CountingDataModule
 from lstmkit.data.filebase import FileDataModule
 from lstmkit.data.sequences import SequencesDataModule
 from lstmkit.data.sine import SineDataModule
+from lstmkit.data.stream import StreamDataModule
 from lstmkit.data.text import TextDataModule
 from lstmkit.data.timeseries import AirlineDataModule, CSVDataModule
 from lstmkit.data.waveform import WaveformDataModule
@@ -19,6 +21,7 @@ from lstmkit.data.waveform import WaveformDataModule
 __all__ = [
     "IGNORE_INDEX",
     "AddingDataModule",
+    "AdditionDataModule",
     "AirlineDataModule",
     "ArchiveDataModule",
     "CSVDataModule",
@@ -28,6 +31,7 @@ __all__ = [
     "SequenceDataset",
     "SequencesDataModule",
     "SineDataModule",
+    "StreamDataModule",
     "SyntheticDataModule",
     "TextDataModule",
     "WaveformDataModule",

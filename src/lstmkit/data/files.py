@@ -115,6 +115,14 @@ def numeric_values(frame: Any, columns: Sequence[str], path: Path | str) -> np.n
             )
         frame = frame.assign(**{name: coerced})
     values = frame[list(columns)].to_numpy(dtype=np.float32, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():  # never a missing value: no missing= policy applies
+        r, c = np.argwhere(infinite)[0]
+        raise DataFileError(
+            path,
+            f"infinite value ({values[r, c]}) at row {frame.index[r]}, column {columns[c]!r}; "
+            "replace it, or leave the cell empty to treat it as missing",
+        )
     return np.require(values, requirements=["C", "W"])  # pandas may hand out read-only arrays
 
 

@@ -73,6 +73,11 @@ class LabelledSequencesDataModule(FileDataModule):
         valid = (torch.arange(x.shape[1]) < lengths.unsqueeze(1)).unsqueeze(-1)  # (N, T, 1)
         x = torch.where(valid, x, torch.zeros_like(x))  # NaN only at valid steps
         keep = torch.ones(len(x), dtype=torch.bool) if keep is None else keep
+        if torch.isinf(x).any():  # never a missing value: no missing= policy applies
+            n, t, c = (int(i) for i in torch.nonzero(torch.isinf(x))[0])
+            raise DataFileError(
+                source, f"infinite value in sequence {n}, step {t}, channel {c}; replace it"
+            )
         if self.missing == "error":
             where = first_missing(x)
             if where is not None:

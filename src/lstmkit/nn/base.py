@@ -221,6 +221,12 @@ class LSTMBase(nn.Module):
                 f"input has {x.size(-1)} features in its last dimension (shape {_shape(x)}) but "
                 f"this LSTM was built with input_size={self.input_size}"
             )
+        time_dim = 1 if x.dim() == 3 and self.batch_first else 0
+        if expected_dim >= 2 and x.dim() >= 2 and x.size(time_dim) == 0:
+            raise ValueError(
+                f"input has zero time steps (shape {_shape(x)}): every sequence needs at least "
+                "one step"
+            )
         weight = self.weight_ih_l0
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(

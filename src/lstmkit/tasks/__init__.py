@@ -8,12 +8,14 @@ from lstmkit.tasks.base import SequenceTask
 from lstmkit.tasks.classification import SequenceClassifier
 from lstmkit.tasks.heads import POOLINGS, MLPHead, pool
 from lstmkit.tasks.regression import LOSSES, SequenceRegressor
+from lstmkit.tasks.seq2seq import Seq2SeqLSTM
 
 __all__ = [
     "LOSSES",
     "POOLINGS",
     "MLPHead",
     "SequenceClassifier",
+    "Seq2SeqLSTM",
     "SequenceRegressor",
     "SequenceTask",
     "pool",

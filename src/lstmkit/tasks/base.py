@@ -85,6 +85,9 @@ class SequenceTask(LightningModule, ABC):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        from lstmkit.tasks import tbptt
+
+        tbptt.configure(self)  # tbptt_steps / stateful: checks, manual optimisation
 
     # ----------------------------------------------------------------- to implement
     @abstractmethod
@@ -124,6 +127,10 @@ class SequenceTask(LightningModule, ABC):
 
     # ----------------------------------------------------------------- the shared step
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+        from lstmkit.tasks import tbptt
+
+        if tbptt.uses_chunks(self):  # tbptt_steps / stateful: chunks with carried state
+            return tbptt.chunked_step(self, batch, stage)
         x, y, lengths = batch
         out = self(x, lengths)
         loss = self.compute_loss(out, y, lengths)
@@ -151,6 +158,22 @@ class SequenceTask(LightningModule, ABC):
 
     def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "test")
+
+    def setup(self, stage: str) -> None:
+        # compile=True: torch.compile in place (nn.Module.compile keeps the state-dict keys)
+        if self.hparams.get("compile") and getattr(self, "_compiled_call_impl", None) is None:
+            log.info("compiling the model (torch.compile, dynamic shapes)")
+            self.compile(dynamic=True)
+
+    # stateful=True: each stage's carried state starts from zeros every epoch
+    def on_train_epoch_start(self) -> None:
+        self._carried_state.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._carried_state.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._carried_state.pop("test", None)
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:

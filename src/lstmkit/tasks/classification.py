@@ -41,6 +41,12 @@ class SequenceClassifier(SequenceTask):
         label_smoothing: cross-entropy label smoothing in ``[0, 1)``.
         optimizer: a partial taking the parameters (Hydra ``_partial_: true``); default Adam.
         scheduler: a partial taking the optimizer, or None; stepped on ``val/loss`` each epoch.
+        tbptt_steps: truncated BPTT: chunks of this many steps, state carried detached
+            (see :mod:`lstmkit.tasks.tbptt`); None trains through whole sequences.
+        stateful: carry the final state of each batch into the next (consecutive windows
+            of one long series, ``lstmkit.data.StreamDataModule``).
+        compile: ``torch.compile`` the model in place when fitting starts (state-dict keys
+            unchanged); the LSTM core itself runs eager inside the compiled graph.
 
     Example:
         >>> model = SequenceClassifier({"backend": "cudnn", "hidden_size": 16}, num_classes=3,
@@ -65,6 +71,9 @@ class SequenceClassifier(SequenceTask):
         label_smoothing: float = 0.0,
         optimizer: Any = None,
         scheduler: Any = None,
+        tbptt_steps: int | None = None,
+        stateful: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(plain_hparams(locals()))
@@ -101,6 +110,12 @@ class SequenceClassifier(SequenceTask):
 
     def compute_loss(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
         logits, target = self._valid(out, y, lengths)
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= logits.size(-1)):
+            bad = target[(target < 0) | (target >= logits.size(-1))][0]
+            raise ValueError(
+                f"labels must be class indices in [0, num_classes={logits.size(-1)}), got "
+                f"{int(bad)}"
+            )
         return F.cross_entropy(
             logits,
             target,

@@ -46,6 +46,12 @@ class SequenceRegressor(SequenceTask):
         huber_delta: the Huber loss's ``delta`` (in standardised units).
         optimizer: a partial taking the parameters (Hydra ``_partial_: true``); default Adam.
         scheduler: a partial taking the optimizer, or None; stepped on ``val/loss`` each epoch.
+        tbptt_steps: truncated BPTT: chunks of this many steps, state carried detached
+            (see :mod:`lstmkit.tasks.tbptt`); None trains through whole sequences.
+        stateful: carry the final state of each batch into the next (consecutive windows
+            of one long series, ``lstmkit.data.StreamDataModule``).
+        compile: ``torch.compile`` the model in place when fitting starts (state-dict keys
+            unchanged); the LSTM core itself runs eager inside the compiled graph.
 
     Example:
         >>> model = SequenceRegressor({"backend": "cudnn", "hidden_size": 16}, input_size=1,
@@ -72,6 +78,9 @@ class SequenceRegressor(SequenceTask):
         huber_delta: float = 1.0,
         optimizer: Any = None,
         scheduler: Any = None,
+        tbptt_steps: int | None = None,
+        stateful: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(plain_hparams(locals()))

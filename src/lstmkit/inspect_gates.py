@@ -1,0 +1,83 @@
+"""``lstmkit-inspect``: gate heatmaps and summaries of a finished run.
+
+``inspect_gates(cfg)`` is importable; ``main()`` is the command (``lstmkit-inspect``,
+``python -m lstmkit.inspect_gates``). Records i, f, g, o, c and h of the encoder for chosen
+sequences of the validation (or test) split — for a model trained with either backend — and
+writes ``gates_sample<id>.png``, ``gate_summary.png`` and ``gate_summary.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lstmkit._config_dir import CONFIG_DIR, config_groups
+from lstmkit._logging import get_logger
+from lstmkit.config_checks import ConfigError, check_argv, check_config, run_cli
+
+log = get_logger(__name__)
+
+
+def inspect_gates(cfg: DictConfig) -> dict[str, Any]:
+    """Record and plot the gates of ``cfg.ckpt_path`` on ``cfg.samples`` of ``cfg.split``.
+
+    Returns:
+        ``{"files": [paths written], "out_dir": str, "summary": {...}}``.
+    """
+    import json
+
+    import torch
+
+    from lstmkit import runs
+    from lstmkit.research.gates import pick_samples, save_gate_report
+    from lstmkit.research.loading import load_run
+
+    check_config(cfg)
+    if cfg.split not in ("val", "test"):
+        raise ConfigError(f"split={cfg.split!r} is not allowed: choose one of val, test")
+    samples = [int(s) for s in cfg.samples]
+    if not samples or min(samples) < 0:
+        raise ConfigError(f"samples={samples} is not allowed: give indices >= 0")
+    with runs.torch_threads(cfg.get("num_threads")):
+        torch.manual_seed(int(cfg.seed))
+        model, datamodule = load_run(cfg.ckpt_path, cfg.get("data"))
+        datamodule.setup("fit")
+        loader = getattr(datamodule, f"{cfg.split}_dataloader")()
+        try:
+            batch = pick_samples(loader.dataset, loader, samples)
+        except (IndexError, ValueError) as err:
+            raise ConfigError(f"samples={samples}: {err}") from err
+        out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else Path(cfg.paths.output_dir)
+        files = save_gate_report(model, batch, out_dir, samples, int(cfg.layer), cfg.threshold)
+    summary = json.loads((out_dir / "gate_summary.json").read_text())
+    return {"files": [str(f) for f in files], "out_dir": str(out_dir), "summary": summary}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
+def _hydra_main(cfg: DictConfig) -> None:
+    from lstmkit.config_checks import quiet_library_logging
+
+    quiet_library_logging()
+    result = run_cli("lstmkit-inspect", lambda: inspect_gates(cfg))
+    summary = result["summary"]
+    print(f"Forget gate mean over the valid steps: {summary['forget_gate_mean_overall']:.3f}")
+    saturated = ", ".join(f"{k} {v:.3f}" for k, v in summary["saturated_fraction"].items())
+    print(
+        f"Saturated fraction (< {summary['threshold']} or > {1 - summary['threshold']}): "
+        f"{saturated}"
+    )
+    print(f"Wrote {len(result['files'])} files to {result['out_dir']}")
+
+
+def main() -> None:
+    """``lstmkit-inspect ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-inspect --help``."""
+    run_cli("lstmkit-inspect", lambda: check_argv(sys.argv[1:], config_groups()))
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

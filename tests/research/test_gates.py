@@ -1,0 +1,127 @@
+"""Gate inspection: cuDNN-trained weights recorded through the custom core, the callback and
+``lstmkit-inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from lstmkit.nn import GateTrace
+from lstmkit.research.gates import gate_summary, record_task_gates, save_gate_report
+from lstmkit.tasks import SequenceClassifier
+from run_helpers import compose_config
+
+
+def _trained(backend: str, **encoder) -> SequenceClassifier:
+    """A classifier after a few optimizer steps on random data (weights away from init)."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(
+        {"backend": backend, "hidden_size": 12, "num_layers": 2, **encoder},
+        num_classes=3,
+        vocab_size=9,
+        embedding_dim=5,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.randint(0, 9, (16, 11)), torch.randint(0, 3, (16,))
+    lengths = torch.randint(3, 12, (16,))
+    for _ in range(5):
+        optimizer.zero_grad()
+        model.compute_loss(model(x, lengths), y, lengths).backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_cudnn_trained_gates_equal_the_custom_core(bidirectional):
+    cudnn = _trained("cudnn", bidirectional=bidirectional)
+    custom = SequenceClassifier(
+        {"backend": "custom", "hidden_size": 12, "num_layers": 2, "bidirectional": bidirectional},
+        num_classes=3,
+        vocab_size=9,
+        embedding_dim=5,
+    ).eval()
+    custom.load_state_dict(cudnn.state_dict())
+    x, lengths = torch.randint(0, 9, (4, 11)), torch.tensor([11, 7, 3, 9])
+    a = record_task_gates(cudnn, x, lengths)
+    b = record_task_gates(custom, x, lengths)
+    for name, value in a.as_dict().items():
+        torch.testing.assert_close(value, getattr(b, name), atol=1e-6, rtol=1e-5, msg=name)
+    # ... and the recording is what cuDNN computed: h at each sequence's last step is h_n
+    with torch.no_grad():
+        _, (h_n, _) = cudnn.encoder(cudnn.embedding(x), lengths=lengths)
+    last = a.hidden[:, torch.arange(4), lengths - 1]  # (L*D, B, H)
+    directions = 2 if bidirectional else 1
+    forward_rows = torch.arange(0, h_n.shape[0], directions)
+    torch.testing.assert_close(last[forward_rows], h_n[forward_rows], atol=1e-5, rtol=1e-5)
+    assert a.forget_gate.shape == (2 * directions, 4, 11, 12)
+
+
+def test_gate_summary_counts_saturation_over_valid_steps():
+    gates = torch.full((1, 2, 4, 5), 0.5)
+    gates[0, 0, :2] = 0.99  # sequence 0, steps 0-1: saturated
+    gates[0, 1, 3] = 0.01  # sequence 1, step 3: past its length, must not count
+    zeros = torch.zeros_like(gates)
+    trace = GateTrace(gates, gates, zeros, gates, zeros, zeros)
+    summary = gate_summary(trace, torch.tensor([4, 3]), threshold=0.1)
+    assert summary["saturated_fraction"]["forget_gate"] == pytest.approx(2 / 7)
+    assert summary["saturated_by_step"]["input_gate"].tolist() == [0.5, 0.5, 0.0, 0.0]
+    assert torch.isnan(summary["forget_gate_mean"][1, 3])
+
+
+def test_save_gate_report_writes_pngs_and_json(tmp_path):
+    model = _trained("cudnn")
+    batch = (torch.randint(0, 9, (2, 8)), torch.zeros(2), torch.tensor([8, 5]))
+    files = save_gate_report(model, batch, tmp_path, sample_ids=[4, 7])
+    names = sorted(p.name for p in files)
+    assert names == [
+        "gate_summary.json",
+        "gate_summary.png",
+        "gates_sample4.png",
+        "gates_sample7.png",
+    ]
+    payload = json.loads((tmp_path / "gate_summary.json").read_text())
+    assert payload["samples"] == [4, 7] and payload["lengths"] == [8, 5]
+    assert len(payload["forget_gate_mean_by_step"][1]) == 8
+    assert payload["forget_gate_mean_by_step"][1][5] is None  # past the length
+
+
+def test_callback_through_lstmkit_train(cfg_factory):
+    from lstmkit.train import train
+
+    cfg = cfg_factory("callbacks=gate_inspection", "data.seq_len=10", "plots=false")
+    train(cfg)
+    folder = Path(cfg.paths.output_dir) / "gates"
+    assert {p.name for p in folder.iterdir()} == {
+        "gate_summary.json",
+        "gate_summary.png",
+        "gates_sample0.png",
+        "gates_sample1.png",
+        "gates_sample2.png",
+    }
+
+
+def test_lstmkit_inspect_on_a_finished_run(adding_run, tmp_path):
+    from lstmkit.config_checks import ConfigError
+    from lstmkit.inspect_gates import inspect_gates
+
+    cfg = compose_config(
+        tmp_path, [f"ckpt_path={adding_run}", "samples=[1,3]"], "inspect", shrink=False
+    )
+    result = inspect_gates(cfg)
+    assert sorted(p.rsplit("/", 1)[-1] for p in result["files"]) == [
+        "gate_summary.json",
+        "gate_summary.png",
+        "gates_sample1.png",
+        "gates_sample3.png",
+    ]
+    assert 0.0 < result["summary"]["forget_gate_mean_overall"] < 1.0
+    bad = compose_config(
+        tmp_path, [f"ckpt_path={adding_run}", "samples=[100000]"], "inspect", False
+    )
+    with pytest.raises(ConfigError, match="samples"):
+        inspect_gates(bad)
+    GlobalHydra.instance().clear()
