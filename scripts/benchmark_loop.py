@@ -10,6 +10,10 @@ medians compared.
 
     python scripts/benchmark_loop.py                  # 5 rounds of 2 epochs each
     python scripts/benchmark_loop.py --rounds 9 --epochs 3 --backend custom
+    python scripts/benchmark_loop.py --keras-python /tmp/kerasenv/bin/python  # + Keras 3 fit
+
+Keras runs in its own environment (``scripts/benchmark_keras.py``, ``KERAS_BACKEND`` from
+``--keras-backend``) on the same padded data, masked instead of packed.
 """
 
 from __future__ import annotations
@@ -111,12 +115,51 @@ def hand_loop(cfg) -> tuple[float, int]:
     return seconds, datamodule.num_train * cfg.trainer.max_epochs
 
 
+def save_keras_data(cfg, path: Path) -> None:
+    """The same padded training/validation data for ``benchmark_keras.py``."""
+    import numpy as np
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    arrays = {}
+    for split, prefix in (("train", ""), ("val", "_val")):
+        ds = datamodule.splits[split]
+        arrays["x" + prefix] = ds.x.numpy()  # (N, T, C), zero after each length: Keras masks it
+        arrays["y" + prefix] = ds.y.numpy()
+    arrays["num_classes"] = np.array(datamodule.model_kwargs()["num_classes"])
+    np.savez(path, **arrays)
+
+
+def keras_fit(python: str, data: Path, epochs: int, backend: str) -> tuple[float, int]:
+    import json
+    import os
+    import subprocess
+
+    script = Path(__file__).with_name("benchmark_keras.py")
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    out = subprocess.run(
+        [python, str(script), str(data), "--epochs", str(epochs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["seconds"], round(result["samples_per_s"] * result["seconds"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--backend", default="cudnn", choices=["cudnn", "custom"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--keras-python",
+        help="python of a separate environment with keras (e.g. /tmp/kerasenv/bin/python)",
+    )
+    parser.add_argument("--keras-backend", default="torch", help="KERAS_BACKEND for that run")
     args = parser.parse_args()
 
     import logging
@@ -127,15 +170,31 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lstmkit").setLevel(logging.WARNING)
     rates: dict[str, list[float]] = {"lstmkit fit": [], "hand loop": []}
+    keras_name = f"keras {args.keras_backend}"
+    if args.keras_python:
+        rates[keras_name] = []
     with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "waveform.npz"
         for r in range(args.rounds):
             cfg = compose(Path(tmp) / f"run{r}", args.epochs, args.backend)
-            for name, fn in (("lstmkit fit", lstmkit_fit), ("hand loop", hand_loop)):
+            loops = [("lstmkit fit", lstmkit_fit), ("hand loop", hand_loop)]
+            if args.keras_python:
+                if not data.exists():
+                    save_keras_data(cfg, data)
+                loops.append(
+                    (
+                        keras_name,
+                        lambda c: keras_fit(
+                            args.keras_python, data, c.trainer.max_epochs, args.keras_backend
+                        ),
+                    )
+                )
+            for name, fn in loops:
                 seconds, samples = fn(cfg)
                 rates[name].append(samples / seconds)
             print(
-                f"round {r + 1}/{args.rounds}: lstmkit {rates['lstmkit fit'][-1]:,.0f} samples/s, "
-                f"hand loop {rates['hand loop'][-1]:,.0f} samples/s",
+                f"round {r + 1}/{args.rounds}: "
+                + ", ".join(f"{k} {v[-1]:,.0f} samples/s" for k, v in rates.items()),
                 flush=True,
             )
     med = {k: statistics.median(v) for k, v in rates.items()}
@@ -145,7 +204,10 @@ def main() -> None:
     for name, value in med.items():
         print(f"{name:<14} {value:>12,.0f}")
     print(f"ratio lstmkit / hand loop: {med['lstmkit fit'] / med['hand loop']:.3f}")
-    print("Keras 3: not measured by this script (see docs/README_scale.md)")
+    if args.keras_python:
+        print(f"ratio lstmkit / {keras_name}: {med['lstmkit fit'] / med[keras_name]:.2f}")
+    else:
+        print("Keras 3: not measured (pass --keras-python of an environment with keras)")
 
 
 if __name__ == "__main__":

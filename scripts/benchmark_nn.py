@@ -118,7 +118,7 @@ def main() -> None:
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
     results = []
-    header = f"{'device':6} {'shape (B,T,C,H,L)':22} {"candidate":26} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}"
+    header = f"{'device':6} {'shape (B,T,C,H,L)':22} {'candidate':26} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}"
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, native kernels: "
         f"{'yes' if native.kernels() is not None else 'no (torch-op fallback)'}"

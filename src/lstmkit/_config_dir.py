@@ -7,6 +7,7 @@ checkout or an editable install has them in the repository's top-level ``configs
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 _PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -24,6 +25,12 @@ def find_config_dir() -> str:
 
 
 CONFIG_DIR = find_config_dir()
+
+# configs/hydra/launcher/*.yaml share their names with the launcher plugins' schemas, against
+# which Hydra 1.3 validates them (the intended check) with a deprecation notice on every run
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/.*' is validated against ConfigStore schema"
+)
 
 
 def group_options(group: str, extra_dirs: list[str] | tuple[str, ...] = ()) -> list[str]:

@@ -3,7 +3,9 @@
 - :class:`EpochSeed` reseeds every random generator at the start of each epoch from
   ``(seed, epoch)``: Python, NumPy, torch and the training DataLoader's shuffling generator.
   An epoch is then a function of the weights, the optimizer state and its number, so resuming
-  from an end-of-epoch checkpoint (``last.ckpt``) gives the same numbers as never stopping.
+  from an end-of-epoch checkpoint (``last.ckpt``) gives the same numbers as never stopping. On
+  one device it also makes the training loader resumable, so mid-epoch checkpoints resume
+  exactly as well.
 - :class:`NonFiniteGuard` stops training at the first non-finite loss or gradient, before the
   optimizer applies it, with a message naming the step and a likely cause. The checkpoints
   already written (``last.ckpt``, ``best.ckpt``) are never replaced by the diverged weights.
@@ -26,7 +28,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from torch.utils.data import RandomSampler, Sampler
+from torch.utils.data import BatchSampler, RandomSampler, Sampler
 
 from lstmkit._errors import TrainingDivergedError
 from lstmkit._logging import get_logger
@@ -40,7 +42,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class EpochSeed(Callback):
-    """Reseed Python, NumPy, torch and the train loader's generator at every epoch start.
+    """Reseed Python, NumPy, torch and the train loader's generator at every epoch start, and
+    make the training loader resumable mid-epoch.
+
+    On a single device with ``num_workers=0`` and a shuffled ``BatchSampler`` (the synthetic and
+    file datamodules without ``bucket_by_length``), the loader also gets Lightning's
+    ``state_dict``/``load_state_dict`` interface: a checkpoint records how far into the epoch's
+    order the loader is and the RNG states, and resuming skips the batches already trained on
+    and restores the RNG states, so a mid-epoch resume gives the same numbers too.
 
     Args:
         seed: the run's seed; None leaves every generator alone.
@@ -48,6 +57,24 @@ class EpochSeed(Callback):
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if self.seed is None or stage != "fit" or trainer.world_size != 1 or datamodule is None:
+            return
+        original = datamodule.train_dataloader
+
+        def train_dataloader() -> Any:
+            loader = original()
+            _make_resumable(loader, self.seed)
+            return loader
+
+        datamodule.train_dataloader = train_dataloader  # an instance attribute, undone below
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if datamodule is not None and "train_dataloader" in vars(datamodule):
+            del datamodule.train_dataloader
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.seed is None:
@@ -67,17 +94,25 @@ class EpochShuffle(Sampler[int]):
     Replaces a DataLoader's ``RandomSampler`` (inside its batch sampler) so that the order of
     an epoch depends on ``(seed, epoch)`` only, not on how often the loader's generator was
     drawn from before (Lightning creates the first iterator of a run before the epoch starts).
+    :attr:`yielded` counts the indices handed out this epoch; :attr:`skip` (set on resume)
+    leaves out that many at the start of the next iteration.
     """
 
     def __init__(self, n: int, seed: int = 0) -> None:
         self.n, self.seed = n, seed
+        self.skip = self.yielded = 0
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed)
-        yield from torch.randperm(self.n, generator=generator).tolist()
+        order = torch.randperm(self.n, generator=generator).tolist()
+        skip, self.skip = self.skip, 0
+        self.yielded = skip
+        for index in order[skip:]:
+            self.yielded += 1
+            yield index
 
 
 def _reseed_loader(loader: Any, seed: int) -> None:
@@ -91,6 +126,52 @@ def _reseed_loader(loader: Any, seed: int) -> None:
     generator = getattr(getattr(loader, "dataset", None), "generator", None)
     if isinstance(generator, torch.Generator):  # e.g. AugmentedDataset's noise
         generator.manual_seed(seed)
+
+
+def _make_resumable(loader: Any, seed: int) -> None:
+    """Give a single-process shuffled DataLoader Lightning's ``state_dict``/``load_state_dict``
+    (plain values and tensors only: checkpoints stay loadable with ``weights_only=True``)."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if (
+        getattr(loader, "num_workers", 1) != 0
+        or type(batch_sampler) is not BatchSampler
+        or not isinstance(batch_sampler.sampler, RandomSampler)
+        or batch_sampler.sampler.replacement
+    ):
+        return
+    shuffle = EpochShuffle(len(batch_sampler.sampler.data_source), epoch_seed(seed, 0))
+    batch_sampler.sampler = shuffle
+
+    def state_dict() -> dict[str, Any]:
+        generator = getattr(loader.dataset, "generator", None)
+        np_state = np.random.get_state()
+        return {
+            "shuffle_seed": shuffle.seed,
+            "yielded": shuffle.yielded,
+            "size": shuffle.n,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python_rng": random.getstate(),
+            "dataset_rng": generator.get_state()
+            if isinstance(generator, torch.Generator)
+            else None,
+        }
+
+    def load_state_dict(state: dict[str, Any]) -> None:
+        if not 0 < state["yielded"] < shuffle.n:
+            return  # an end-of-epoch checkpoint: the next epoch is reseeded anyway
+        shuffle.seed, shuffle.skip = state["shuffle_seed"], state["yielded"]
+        torch.set_rng_state(state["torch_rng"])
+        kind, keys, *rest = state["numpy_rng"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        generator = getattr(loader.dataset, "generator", None)
+        if state["dataset_rng"] is not None and isinstance(generator, torch.Generator):
+            generator.set_state(state["dataset_rng"])
+
+    loader.state_dict = state_dict
+    loader.load_state_dict = load_state_dict
 
 
 def _likely_cause(trainer: pl.Trainer) -> str:
@@ -180,4 +261,3 @@ class PreemptionCheckpoint(Callback):
             path,
             path,
         )
-

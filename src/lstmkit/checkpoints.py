@@ -157,9 +157,12 @@ def load_task(path: str | Path, key: str = "ckpt_path", checkpoint: dict | None 
     return model
 
 
-def check_resume(path: str | Path, task_target: str, key: str = "ckpt_path") -> dict[str, Any]:
+def check_resume(
+    path: str | Path, task_target: str, key: str = "ckpt_path", resumable_loader: bool = True
+) -> dict[str, Any]:
     """Before training resumes from ``path``: it must be a safe lstmkit checkpoint of the same
-    task class as the config's ``model._target_``.
+    task class as the config's ``model._target_``; a mid-epoch checkpoint that recorded the
+    training loader's position (``lstmkit.callbacks.EpochSeed``) needs ``resumable_loader``.
 
     Returns:
         The checkpoint (already read; Lightning reads it again with ``weights_only=True``).
@@ -178,6 +181,17 @@ def check_resume(path: str | Path, task_target: str, key: str = "ckpt_path") -> 
                 f"{key}={str(path)!r} holds no {name}: resume needs a checkpoint written by "
                 "Lightning during training (e.g. checkpoints/last.ckpt)"
             )
+    loops = checkpoint["loops"].get("fit_loop", {}).get("state_dict", {})
+    states = loops.get("combined_loader") or []
+    mid_epoch = any(
+        0 < s.get("yielded", 0) < s.get("size", 0) for s in states if isinstance(s, dict)
+    )
+    if mid_epoch and not resumable_loader:
+        raise ConfigError(
+            f"{key}={str(path)!r} was saved mid-epoch with the training loader's position, "
+            "which only callbacks.epoch_seed (with a seed) restores: resume with the run's own "
+            "callbacks and seed, or from an end-of-epoch checkpoint (last.ckpt)"
+        )
     return checkpoint
 
 

@@ -116,9 +116,14 @@ def instantiate_checked(node: Any, group: str, **kwargs: Any) -> Any:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        if not isinstance(cause, ValueError | TypeError | ImportError):
+        lightning_config = type(cause).__name__ == "MisconfigurationException"  # Lightning's
+        if not (isinstance(cause, ValueError | TypeError | ImportError) or lightning_config):
             raise
         message = str(cause).strip().splitlines()[0]
+        first_word = re.match(r"[A-Za-z_]+", message)
+        encoder = node.get("encoder") if group == "model" and hasattr(node, "get") else None
+        if first_word and hasattr(encoder, "keys") and first_word.group() in encoder:
+            group = "model.encoder"  # e.g. proj_size, backend: a key of the encoder config
         match = _ARG_NAME.match(message)
         if match and not message.startswith(f"{group}."):
             raise ConfigError(f"{group}.{message}") from err

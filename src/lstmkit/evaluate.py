@@ -37,6 +37,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from lstmkit.nn import BACKEND_NAMES
 
     check_config(cfg, backends=BACKEND_NAMES)
+    from lstmkit import guards  # never write into a folder that holds a run
+
+    guards.check_output_dir(cfg.paths.output_dir)
+    guards.check_run_folder(cfg.paths.output_dir, None)
     with runs.torch_threads(cfg.get("num_threads")), runs.expected_warnings_ignored():
         return _evaluate(cfg)
 
@@ -127,6 +131,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """``lstmkit-eval ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-eval --help``."""
     run_cli("lstmkit-eval", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.guards import check_argv_run_dir
+
+    run_cli("lstmkit-eval", lambda: check_argv_run_dir(sys.argv[1:]))
     _hydra_main()
 
 

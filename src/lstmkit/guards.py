@@ -81,3 +81,14 @@ def check_argv_run_dir(argv: Sequence[str]) -> None:
     if run_dir and "${" not in run_dir:
         check_output_dir(run_dir, "hydra.run.dir")
         check_run_folder(run_dir, values.get("ckpt_path"), "hydra.run.dir")
+
+
+def requeue_checkpoint(output_dir: str | Path) -> Path | None:
+    """In a job SLURM requeued (``SLURM_RESTART_COUNT`` > 0), the newest of the run folder's
+    ``checkpoints/preempted.ckpt`` and ``checkpoints/last.ckpt``: the requeued job reruns the same
+    command into the same folder, and resumes from there instead of being refused."""
+    if os.environ.get("SLURM_RESTART_COUNT", "0") in ("", "0"):
+        return None
+    folder = Path(output_dir) / "checkpoints"
+    found = [p for p in (folder / "preempted.ckpt", folder / "last.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None

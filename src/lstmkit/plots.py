@@ -162,10 +162,10 @@ def plot_sequence_accuracy(pred: Tensor, target: Tensor, out: str | Path) -> Pat
     ax.set(
         xlabel="target length (tokens, incl. <eos>)",
         ylabel="fraction correct",
-        ylim=(0, 1.05),
+        ylim=(0, 1.25),
         title=f"Greedy decoding on the test split (exact match {float(exact.mean()):.3f})",
     )
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper left", ncol=2)
     return _save(fig, out)
 
 

@@ -81,6 +81,8 @@ def task_kind(target: str) -> str:
 def check_fit(kind: str, datamodule: LightningDataModule, model_name: str, data_name: str) -> None:
     """A classifier needs class labels and a regressor real targets: say which model fits."""
     data_kind = getattr(datamodule, "task", None)
+    if kind == "seq2seq" and data_kind == "regression":
+        return  # real-valued decoding of the target steps (Seq2SeqLSTM with output_size)
     if kind != "unknown" and data_kind and kind != data_kind:
         wanted = {"classification": "classifier", "seq2seq": "seq2seq"}.get(data_kind, "regressor")
         raise ConfigError(
@@ -136,7 +138,8 @@ def make_plots(
         path = plots.plot_learning_curves(metrics_csv, output_dir / "learning_curves.png")
         saved += [path] if path else []
     out = predict(model, datamodule)
-    if "target" in out and kind == "regression":
+    real_valued = kind == "seq2seq" and "pred" in out and out["pred"].is_floating_point()
+    if "target" in out and (kind == "regression" or real_valued):
         saved.append(
             plots.plot_predictions(out["pred"], out["target"], output_dir / "predictions.png")
         )

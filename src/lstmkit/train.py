@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
@@ -139,6 +139,11 @@ def _check_files(cfg: DictConfig) -> None:
     from lstmkit.checkpoints import check_resume
 
     ckpt_path = cfg.get("ckpt_path")
+    requeued = None if ckpt_path else guards.requeue_checkpoint(cfg.paths.output_dir)
+    if requeued is not None:  # SLURM requeued this job into its own run folder: resume it
+        log.info("Requeued job: resuming from %s", requeued)
+        with open_dict(cfg):
+            cfg.ckpt_path = ckpt_path = str(requeued)
     guards.check_output_dir(cfg.paths.output_dir)
     from lstmkit.distributed import is_launched_rank
 
@@ -146,7 +151,8 @@ def _check_files(cfg: DictConfig) -> None:
     if cfg.get("train", True) and not is_launched_rank():
         guards.check_run_folder(cfg.paths.output_dir, ckpt_path)
     if ckpt_path:
-        check_resume(ckpt_path, str(cfg.model._target_))
+        epoch_seed = OmegaConf.select(cfg, "callbacks.epoch_seed.seed", default=None)
+        check_resume(ckpt_path, str(cfg.model._target_), resumable_loader=epoch_seed is not None)
 
 
 def _choice(group: str) -> str:

@@ -67,6 +67,13 @@ CASES = [
     Case("zero num_threads", "train", ("num_threads=0",), "num_threads=0"),
     Case("negative seed", "train", ("seed=-1",), "seed=-1"),
     Case("classifier on regression data", "train", ("model=classifier",), "model=classifier"),
+    Case("unknown accelerator", "train", ("trainer.accelerator=tpu",), "trainer: "),
+    Case(
+        "unknown gradient clipping",
+        "train",
+        ("+trainer.gradient_clip_algorithm=l3",),
+        "trainer: `gradient_clip_algorithm` l3",
+    ),
     Case("resume from a missing file", "train", ("ckpt_path={user}/nope.ckpt",), "nope.ckpt"),
     Case("resume from another task", "train", ("ckpt_path={cls_ckpt}",), "SequenceClassifier"),
     Case("resume from a corrupt file", "train", ("ckpt_path={user}/corrupt.ckpt",), "corrupt"),

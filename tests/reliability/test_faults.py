@@ -126,7 +126,9 @@ def test_sigkill_in_epoch_3_then_resume_equals_uninterrupted(uninterrupted, tmp_
     resumed = tmp_path / "resumed"
     done = _train(resumed, f"ckpt_path={last}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_same_training_state(uninterrupted / "checkpoints/last.ckpt", resumed / "checkpoints/last.ckpt")
+    _assert_same_training_state(
+        uninterrupted / "checkpoints/last.ckpt", resumed / "checkpoints/last.ckpt"
+    )
     a, b = _metrics(uninterrupted), _metrics(resumed)
     assert a["fit"] == b["fit"]  # last epoch's train and validation metrics, exactly
     assert a["test"] == b["test"]
@@ -149,10 +151,12 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(uninterrupted, tmp
     resumed = tmp_path / "resumed"
     done = _train(resumed, f"ckpt_path={ckpt_path}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    final = _ckpt(resumed / "checkpoints" / "last.ckpt")
-    expected = _ckpt(uninterrupted / "checkpoints" / "last.ckpt")
-    assert (final["epoch"], final["global_step"]) == (expected["epoch"], expected["global_step"])
-    assert _metrics(resumed)["test"]  # finished and tested
+    assert "not resumable" not in done.stderr  # the loader skips the batches already trained on
+    _assert_same_training_state(
+        uninterrupted / "checkpoints/last.ckpt", resumed / "checkpoints/last.ckpt"
+    )
+    assert _metrics(uninterrupted)["fit"] == _metrics(resumed)["fit"]
+    assert _metrics(uninterrupted)["test"] == _metrics(resumed)["test"]
 
 
 def test_sigterm_at_an_epoch_end_resumes_exactly(uninterrupted, tmp_path):
@@ -172,7 +176,10 @@ def test_sigterm_at_an_epoch_end_resumes_exactly(uninterrupted, tmp_path):
 
 
 def test_checkpoint_every_n_steps_and_mid_epoch_resume(uninterrupted, tmp_path):
-    steps = ("callbacks=[default,step_checkpoint]", "callbacks.step_checkpoint.every_n_train_steps=5")
+    steps = (
+        "callbacks=[default,step_checkpoint]",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
+    )
     run = tmp_path / "steps"
     proc = _train(run, *steps, "trainer.max_epochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -187,8 +194,37 @@ def test_checkpoint_every_n_steps_and_mid_epoch_resume(uninterrupted, tmp_path):
     resumed = tmp_path / "resumed"
     done = _train(resumed, "trainer.max_epochs=2", f"ckpt_path={step_ckpt}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "not resumable" not in done.stderr
+    # the run that wrote step-15.ckpt went on to the end: the resumed one matches it exactly
+    _assert_same_training_state(run / "checkpoints/last.ckpt", resumed / "checkpoints/last.ckpt")
+    val = {k: v for k, v in _metrics(run)["fit"].items() if k.startswith("val/")}
+    assert val == {k: v for k, v in _metrics(resumed)["fit"].items() if k.startswith("val/")}
+    assert _metrics(run)["test"] == _metrics(resumed)["test"]
+    # (the resumed epoch's train/*_epoch averages cover only the batches run after the resume)
+
+    # without the loader that recorded the position, such a checkpoint is refused clearly
+    plain = _train(
+        tmp_path / "plain", "callbacks.epoch_seed.seed=null", f"ckpt_path={step_ckpt}", cwd=tmp_path
+    )
+    assert plain.returncode == 2 and "saved mid-epoch" in plain.stderr, plain.stderr[-3000:]
+
+
+def test_mid_epoch_resume_without_a_resumable_loader_continues_the_step_count(tmp_path):
+    """With ``callbacks.epoch_seed.seed=null`` the loader is a plain one: Lightning resumes the
+    step count, draws the rest of the epoch afresh, and warns."""
+    steps = (
+        "callbacks=[default,step_checkpoint]",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
+        "callbacks.epoch_seed.seed=null",
+        "trainer.max_epochs=2",
+    )
+    run = tmp_path / "steps"
+    assert _train(run, *steps, cwd=tmp_path).returncode == 0
+    step_ckpt = run / "checkpoints" / "step-15.ckpt"
+    done = _train(tmp_path / "resumed", *steps, f"ckpt_path={step_ckpt}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert "dataloader is not resumable" in done.stderr  # Lightning's own warning
-    final = _ckpt(resumed / "checkpoints" / "last.ckpt")
+    final = _ckpt(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert (final["epoch"], final["global_step"]) == (1, 16)  # the step count continues
 
 
@@ -197,7 +233,7 @@ def test_nan_loss_stops_with_step_and_cause_and_keeps_checkpoints(tmp_path):
     poison = ("+callbacks.poison._target_=fault_callbacks.PoisonBatch", "+callbacks.poison.step=19")
     first = _start(run, *poison, cwd=tmp_path)
     # the checkpoints of epochs 1 and 2 exist before step 19 (epoch 3, batch 3)
-    out, err = first.communicate(timeout=240)
+    _, err = first.communicate(timeout=240)
     assert first.returncode == 3, err[-3000:]
     line = err.strip().splitlines()[-1]
     assert line.startswith("lstmkit-train: error: training stopped at step 19 (epoch 2, batch 3)")

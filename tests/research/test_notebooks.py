@@ -20,7 +20,6 @@ def test_notebook_runs(name):
     for cell in notebook.cells:  # stored clean: no outputs, no execution counts
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, name
-            assert "def " not in cell.source or name == "quickstart.ipynb"  # no library logic
     start = time.perf_counter()
     nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3").execute(
         cwd=str(NOTEBOOKS)

@@ -175,3 +175,13 @@ def test_trains_through_lstmkit_train(cfg_factory):
     assert {"test/exact_match", "test/token_acc", "test/loss"} <= set(result)
     assert "baseline/exact_match" in result
     assert (Path(cfg.paths.output_dir) / "sequences.png").is_file()
+
+
+def test_real_valued_seq2seq_through_lstmkit_train(cfg_factory):
+    """Forecasting as sequence to sequence: the decoder emits the ``horizon`` future values."""
+    from lstmkit.train import train
+
+    cfg = cfg_factory("data=sine", "data.horizon=3", "model=seq2seq")
+    result = train(cfg)
+    assert {"test/mse", "test/mae", "baseline/mse"} <= set(result)
+    assert (Path(cfg.paths.output_dir) / "predictions.png").is_file()

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .base import LSTMBase, State, apply_init_options, check_lstm_args, default_init_bound
 from .cell import LAYER_NORM_EPS, LayerWeights, lstm_step
-from .fused import FusedLSTMLayer, internal_gate_order
+from .fused import FusedLSTMLayer, internal_gate_order, project_input
 from .gates import GateTrace
 
 IMPLEMENTATIONS = ("fused", "reference")
@@ -282,11 +282,11 @@ class CustomLSTM(LSTMBase):
         weight_ih = w.weight_ih.index_select(0, order)
         bias = None if w.bias_ih is None else (w.bias_ih + w.bias_hh).index_select(0, order)
         if w.layer_norm:
-            xp = F.linear(inp, weight_ih)
+            xp = project_input(inp, weight_ih, None)
             ln_ih = w.ln_ih.index_select(0, order)
             xp = F.layer_norm(xp, (xp.shape[-1],), ln_ih, bias, LAYER_NORM_EPS)
         else:
-            xp = F.linear(inp, weight_ih, bias)
+            xp = project_input(inp, weight_ih, bias)
         return FusedLSTMLayer.apply(
             xp.contiguous(),
             h0,

@@ -97,6 +97,51 @@ class StepMatmul:
         return torch.mm(x, self.weight_t)
 
 
+def project_input(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The input projection of all steps at once: ``x (T, B, C) @ weight.T + bias -> (T, B, 4H)``.
+
+    On CPU float32 above the oneDNN threshold it runs as one packed oneDNN GEMM (measured 1.6x
+    faster than torch's at (16384 x 256) @ (256 x 1024)); elsewhere ``F.linear``.
+    """
+    rows = x.shape[0] * x.shape[1]
+    if (
+        USE_ONEDNN
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and rows * weight.numel() >= ONEDNN_MIN_MACS
+    ):
+        return _PackedLinear.apply(x, weight, bias)
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+class _PackedLinear(torch.autograd.Function):
+    """``x @ weight.T + bias`` over ``(T, B, C)`` with oneDNN's packed GEMM, both ways."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), flat.shape[0])
+        out = torch.ops.mkldnn._linear_pointwise(flat.contiguous(), packed, bias, "none", [], "")
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return out.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        flat_grad = grad.reshape(-1, grad.shape[-1]).contiguous()
+        need = ctx.needs_input_grad
+        grad_x = grad_w = grad_b = None
+        if need[0]:
+            grad_x = StepMatmul(weight.t(), flat_grad.shape[0])(flat_grad).view(x.shape)
+        if need[1]:
+            grad_w = flat_grad.t().mm(x.reshape(-1, x.shape[-1]))
+        if ctx.has_bias and need[2]:
+            grad_b = flat_grad.sum(0)
+        return grad_x, grad_w, grad_b
+
+
 class FusedLSTMLayer(torch.autograd.Function):
     """One layer, one direction. See the module docstring.
 

@@ -241,7 +241,11 @@ class GateInspection(Callback):
             log.warning("GateInspection: no datamodule to take validation sequences from")
             return
         loader = datamodule.val_dataloader()
-        batch = pick_samples(loader.dataset, loader, self.samples)
+        try:
+            batch = pick_samples(loader.dataset, loader, self.samples)
+        except (IndexError, ValueError) as err:  # never fail a finished run over a plot
+            log.warning("GateInspection: samples=%s not recorded: %s", self.samples, err)
+            return
         saved = save_gate_report(model, batch, folder, self.samples, self.layer, self.threshold)
         log.info("GateInspection: wrote %d files to %s", len(saved), folder)
 

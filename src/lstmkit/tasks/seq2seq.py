@@ -87,7 +87,7 @@ class Seq2SeqLSTM(SequenceTask):
         torch.Size([2, 5])
     """
 
-    per_step = True
+    per_step = False  # the targets have their own length, not one label per input step
 
     def __init__(
         self,
@@ -253,15 +253,17 @@ class Seq2SeqLSTM(SequenceTask):
         target: Tensor | None = None,
         teacher_forcing: float = 1.0,
     ) -> Tensor:
-        """Decoder outputs for ``target``'s length: logits ``(B, L, V)`` or values ``(B, L, O)``.
+        """Decoder outputs: logits ``(B, L, V)`` or standardised values ``(B, L, O)``.
 
-        ``teacher_forcing`` is the probability, per step and sequence, of feeding the target
-        rather than the model's own previous prediction. With 1.0 the decoder reads the whole
-        shifted target in one call.
+        With ``target`` ``(B, L)`` / ``(B, L, O)``, ``L`` steps where the decoder reads, per step
+        and sequence, the previous target with probability ``teacher_forcing`` and its own
+        previous prediction otherwise (with 1.0 the whole shifted target in one call). Without
+        ``target``, greedy decoding for ``max_output_len`` (tokens) or ``horizon`` steps.
         """
-        if target is None:
-            raise ValueError("target=None: forward needs the targets; use generate() to decode")
         state = self.encode(x, lengths)
+        if target is None:
+            steps = self.max_output_len if self.tokens else self.horizon
+            return self._greedy(state, x.shape[0], steps, x.device, stop_at_eos=False)
         batch, steps = target.shape[0], target.shape[1]
         shifted = torch.cat([self._start(batch, x.device), target[:, :-1]], dim=1)  # (B, L, ·)
         if teacher_forcing >= 1.0:
@@ -279,6 +281,29 @@ class Seq2SeqLSTM(SequenceTask):
                 previous = torch.where(mask, shifted[:, t + 1 : t + 2], own)
         return torch.cat(outputs, dim=1)
 
+    def _greedy(
+        self,
+        state: tuple[Tensor, Tensor],
+        batch: int,
+        steps: int,
+        device: torch.device,
+        stop_at_eos: bool,
+    ) -> Tensor:
+        """Feed the decoder its own previous output for ``steps`` steps: ``(B, S, V or O)``
+        (fewer steps if ``stop_at_eos`` and every sequence has emitted ``<eos>``)."""
+        previous, outputs = self._start(batch, device), []
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        for _ in range(steps):
+            out, state = self.decoder(self._decoder_input(previous), state)
+            step = self.head(out)  # (B, 1, V or O)
+            outputs.append(step)
+            previous = step.argmax(-1) if self.tokens else step  # (B, 1) or (B, 1, O)
+            if self.tokens and stop_at_eos:
+                done = done | (previous.squeeze(1) == self.hparams.eos_index)
+                if bool(done.all()):
+                    break
+        return torch.cat(outputs, dim=1)
+
     @torch.no_grad()
     def generate(
         self, x: Tensor, lengths: Tensor | None = None, max_len: int | None = None
@@ -287,32 +312,22 @@ class Seq2SeqLSTM(SequenceTask):
 
         Returns:
             tokens ``(B, max_len)`` (default ``max_output_len``) with ``<eos>`` where each
-            sequence ended and ``padding`` after it, decoding stopping once every sequence has
-            ended; or values ``(B, max_len or horizon, O)`` (standardised).
+            sequence ended and padding after it (decoding stops once every sequence has
+            ended); or values ``(B, max_len or horizon, O)`` (standardised).
         """
-        state = self.encode(x, lengths)
-        batch = x.shape[0]
         steps = max_len or (self.max_output_len if self.tokens else self.horizon)
-        previous, outputs = self._start(batch, x.device), []
-        done = torch.zeros(batch, dtype=torch.bool, device=x.device)
-        pad = self.hparams.padding_idx or 0
-        for _ in range(steps):
-            out, state = self.decoder(self._decoder_input(previous), state)
-            step = self.head(out)  # (B, 1, V or O)
-            if self.tokens:
-                token = step.argmax(-1)  # (B, 1)
-                outputs.append(torch.where(done.unsqueeze(1), pad, token))
-                done = done | (token.squeeze(1) == self.hparams.eos_index)
-                previous = token
-                if bool(done.all()):
-                    break
-            else:
-                outputs.append(step)
-                previous = step
-        result = torch.cat(outputs, dim=1)
-        if self.tokens and result.shape[1] < steps:  # everyone ended early: pad to max_len
-            result = F.pad(result, (0, steps - result.shape[1]), value=pad)
-        return result
+        out = self._greedy(self.encode(x, lengths), x.shape[0], steps, x.device, stop_at_eos=True)
+        if not self.tokens:
+            return out
+        tokens = out.argmax(-1)  # (B, S)
+        ended = (tokens == self.hparams.eos_index).long().cumsum(1)  # (B, S)
+        after_eos = (ended - (tokens == self.hparams.eos_index).long()) > 0  # strictly after
+        tokens = tokens.masked_fill(after_eos, self.hparams.padding_idx or 0)
+        if tokens.shape[1] < steps:  # every sequence ended early: pad to max_len
+            tokens = F.pad(
+                tokens, (0, steps - tokens.shape[1]), value=self.hparams.padding_idx or 0
+            )
+        return tokens
 
     def inverse_transform(self, y: Tensor) -> Tensor:
         return y * self.target_std + self.target_mean

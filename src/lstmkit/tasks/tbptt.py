@@ -146,6 +146,11 @@ def chunked_step(task: SequenceTask, batch: tuple[Tensor, Tensor, Tensor], stage
     k = task.hparams.get("tbptt_steps") or steps
     manual = stage == "train" and not task.automatic_optimization
     stateful = bool(task.hparams.get("stateful"))
+    if stateful and task._trainer is not None and task.trainer.world_size > 1:
+        raise ValueError(
+            "model.stateful=true runs in one process: a distributed sampler would hand each "
+            "rank every other window, breaking the stream; use trainer=cpu or trainer=gpu"
+        )
     lengths = lengths.to(x.device)
 
     state = task._carried_state.get(stage) if stateful else None
@@ -166,14 +171,22 @@ def chunked_step(task: SequenceTask, batch: tuple[Tensor, Tensor, Tensor], stage
     metrics = getattr(task, f"{stage}_metrics")
     total, weight = x.new_zeros((), dtype=torch.float32), 0
     returned: Tensor | None = None
-    for start in range(0, steps, k):
+    # DDP: every rank must run the same number of backward passes and optimizer steps
+    plan = _global_plan(task, lengths, k) if manual and task.trainer.world_size > 1 else None
+    num_chunks = len(plan) if plan is not None else -(-steps // k)
+    for chunk in range(num_chunks):
+        start = chunk * k
         chunk_len = (lengths - start).clamp(0, k)  # (B,) valid steps of each row in this chunk
         rows = (chunk_len > 0).nonzero().squeeze(1)  # rows still running
         if rows.numel() == 0:
-            break
+            if plan is not None and plan[chunk]:
+                _empty_step(task, optimizer)  # another rank has a loss in this chunk
+            continue
         width = int(chunk_len.max())
         ends = lengths[rows] <= start + k  # (R,) rows whose sequence ends in this chunk
         has_loss = task.per_step or bool(ends.any())
+        if plan is not None and plan[chunk] and not has_loss:
+            _empty_step(task, optimizer)  # run this chunk's forward below without a loss
         x_c = x[rows, start : start + width]  # (R, w, ...)
         hx = (state[0][:, rows], state[1][:, rows])  # (L, R, H) detached
         with torch.set_grad_enabled(torch.is_grad_enabled() and has_loss):
@@ -187,8 +200,8 @@ def chunked_step(task: SequenceTask, batch: tuple[Tensor, Tensor, Tensor], stage
                 continue
             if task.per_step:
                 out = head_outputs(task, output, h_n)  # (R, w, C)
-                y_c, len_c, count = y[rows, start : start + width], chunk_len[rows], 0
-                count = int(len_c.sum())
+                y_c, len_c = y[rows, start : start + width], chunk_len[rows]  # (R, w), (R,)
+                count = int(len_c.sum())  # the loss averages over the chunk's valid steps
             else:
                 sel = rows[ends]
                 out = head_outputs(task, output[ends], h_n[:, ends])  # (E, ...)
@@ -228,6 +241,31 @@ def chunked_step(task: SequenceTask, batch: tuple[Tensor, Tensor, Tensor], stage
         _step_scheduler_at_epoch_end(task)
         return mean_loss
     return returned if returned is not None else mean_loss
+
+
+def _global_plan(task: SequenceTask, lengths: Tensor, k: int) -> list[bool]:
+    """Per chunk, whether any rank has a loss there (DDP): the chunk count is the global max."""
+    import torch.distributed as dist
+
+    device = lengths.device  # NCCL reduces CUDA tensors, gloo CPU ones
+    count = (-(-lengths.max() // k)).reshape(1).long()
+    dist.all_reduce(count, op=dist.ReduceOp.MAX)
+    idx = torch.arange(int(count), device=device)  # (N,)
+    if task.per_step:
+        flags = (idx[:, None] < -(-lengths[None, :] // k)).any(1)  # (N,) some row still runs
+    else:
+        flags = (idx[:, None] == ((lengths - 1) // k)[None, :]).any(1)  # (N,) a sequence ends
+    flags = flags.long()
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return flags.bool().tolist()
+
+
+def _empty_step(task: SequenceTask, optimizer: Any) -> None:
+    """A zero-loss backward and step, matching another rank's chunk (gradients all-reduced)."""
+    optimizer.zero_grad()
+    zero = sum((p.sum() * 0.0 for p in task.parameters() if p.requires_grad), start=0.0)
+    task.manual_backward(zero)
+    optimizer.step()
 
 
 def _dtype(x: Tensor) -> torch.dtype:
