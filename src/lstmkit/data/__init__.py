@@ -1,13 +1,18 @@
-"""Synthetic sequence datamodules yielding ``(x, y, lengths)`` batches.
+"""Datamodules yielding ``(x, y, lengths)`` batches: synthetic tasks, files, named datasets.
 
 This layer never imports ``lstmkit.tasks``: tasks and data meet only in the entry points, where
-:meth:`SyntheticDataModule.model_kwargs` hands the data's sizes to the task.
+:meth:`SequenceDataModule.model_kwargs` hands the data's sizes to the task.
 """
 
 from lstmkit.data.adding import AddingDataModule
 from lstmkit.data.addition import AdditionDataModule
 from lstmkit.data.archive import ArchiveDataModule
-from lstmkit.data.base import IGNORE_INDEX, SequenceDataset, SyntheticDataModule
+from lstmkit.data.base import (
+    IGNORE_INDEX,
+    SequenceDataModule,
+    SequenceDataset,
+    SyntheticDataModule,
+)
 from lstmkit.data.copy_memory import CopyDataModule
 from lstmkit.data.counting import CountingDataModule
 from lstmkit.data.filebase import FileDataModule
@@ -28,6 +33,7 @@ __all__ = [
     "CopyDataModule",
     "CountingDataModule",
     "FileDataModule",
+    "SequenceDataModule",
     "SequenceDataset",
     "SequencesDataModule",
     "SineDataModule",

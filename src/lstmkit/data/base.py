@@ -90,7 +90,106 @@ class SequenceDataset(Dataset):
         )
 
 
-class SyntheticDataModule(LightningDataModule, ABC):
+class SequenceDataModule(LightningDataModule, ABC):
+    """What every lstmkit datamodule shares: batches ``(x, y, lengths)`` from :attr:`splits`,
+    :meth:`model_kwargs` handing the data's sizes and target scaling to the task, and a trivial
+    baseline to beat.
+
+    Subclasses fill :attr:`splits` (``train``/``val``/``test``) and ``self._baseline`` in
+    :meth:`setup`, and implement :attr:`input_kwargs`, :meth:`target_kwargs` and
+    :meth:`target_scaling`.
+    """
+
+    #: ``"regression"``, ``"classification"`` or ``"seq2seq"``: which task fits the targets.
+    task: str = "regression"
+    #: Whether targets are per-step labels (sequence labelling) rather than one per sequence.
+    per_step: ClassVar[bool] = False
+
+    def __init__(self, batch_size: int, seed: int, num_workers: int) -> None:
+        super().__init__()
+        self.batch_size = check_int("batch_size", batch_size)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.num_workers = check_int("num_workers", num_workers, minimum=0)
+        self.splits: dict[str, Dataset] = {}
+        self._baseline: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- to implement
+    @property
+    @abstractmethod
+    def input_kwargs(self) -> dict[str, int]:
+        """``{"input_size": C}`` for float features or ``{"vocab_size": V}`` for token ids."""
+
+    @abstractmethod
+    def target_kwargs(self) -> dict[str, Any]:
+        """Target sizes for the task: ``num_classes`` or ``output_size`` and ``horizon``."""
+
+    def target_scaling(self) -> dict[str, list[float]]:
+        """``{"target_mean": [..], "target_std": [..]}`` of regression targets (train split)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
+        """The DataLoader of one split."""
+
+    # ----------------------------------------------------------------- lightning hooks
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ----------------------------------------------------------------- public helpers
+    def model_kwargs(self) -> dict[str, Any]:
+        """Everything the task needs to know about this data, passed at instantiation.
+
+        Returns plain Python values (saved in the task's hyperparameters), e.g.
+        ``{"input_size": 2, "output_size": 1, "horizon": 1, "target_mean": [..],
+        "target_std": [..]}`` or ``{"vocab_size": 10, "num_classes": 9, "per_step": False}``.
+        """
+        self.setup()
+        kwargs: dict[str, Any] = {**self.input_kwargs, **self.target_kwargs()}
+        if self.task == "classification":
+            kwargs["per_step"] = self.per_step
+        elif self.task == "regression":
+            kwargs |= self.target_scaling()
+        return kwargs
+
+    def trivial_baseline(self) -> dict[str, float]:
+        """Test metrics of a model that ignores its input (see :attr:`baseline_description`)."""
+        self.setup()
+        return dict(self._baseline)
+
+    @property
+    def baseline_description(self) -> str:
+        if self.task == "regression":
+            return "always predict the training-target mean"
+        return "always predict the most frequent training class"
+
+
+def classification_baseline(y_train: Tensor, y_test: Tensor, num_classes: int) -> dict[str, float]:
+    """Accuracy and cross-entropy of always predicting the training class frequencies."""
+    train = y_train[y_train != IGNORE_INDEX]
+    test = y_test[y_test != IGNORE_INDEX]
+    freq = torch.bincount(train, minlength=num_classes).double() / len(train)
+    return {
+        "test/acc": (test == freq.argmax()).double().mean().item(),
+        "test/loss": -freq.clamp_min(1e-12).log()[test].mean().item(),
+    }
+
+
+def regression_baseline(y_train_mean: Tensor, y_test: Tensor) -> dict[str, float]:
+    """MSE and MAE of always predicting the training-target mean (original units)."""
+    err = y_test - y_train_mean
+    return {"test/mse": err.pow(2).mean().item(), "test/mae": err.abs().mean().item()}
+
+
+class SyntheticDataModule(SequenceDataModule):
     """Base of the synthetic datamodules: seeded splits generated in vectorised torch.
 
     Subclasses implement :meth:`generate` and :attr:`input_kwargs`; regression targets are
@@ -105,10 +204,6 @@ class SyntheticDataModule(LightningDataModule, ABC):
             in memory, so more rarely helps).
     """
 
-    #: ``"regression"`` or ``"classification"``: which task fits the targets.
-    task: ClassVar[str] = "regression"
-    #: Whether targets are per-step labels (sequence labelling) rather than one per sequence.
-    per_step: ClassVar[bool] = False
     #: Whether inputs share the targets' units and are standardised with the same scaler.
     scale_inputs_like_targets: ClassVar[bool] = False
 
@@ -121,17 +216,12 @@ class SyntheticDataModule(LightningDataModule, ABC):
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed, num_workers)
         self.num_train = check_int("num_train", num_train)
         self.num_val = check_int("num_val", num_val)
         self.num_test = check_int("num_test", num_test)
-        self.batch_size = check_int("batch_size", batch_size)
-        self.seed = check_int("seed", seed, minimum=0)
-        self.num_workers = check_int("num_workers", num_workers, minimum=0)
-        self.splits: dict[str, SequenceDataset] = {}
         self.target_mean: Tensor | None = None
         self.target_std: Tensor | None = None
-        self._baseline: dict[str, float] = {}
 
     def _save_hparams(self) -> None:
         """Save the calling subclass's and these base arguments as plain hyperparameters.
@@ -158,15 +248,6 @@ class SyntheticDataModule(LightningDataModule, ABC):
     def generate(self, n: int, generator: torch.Generator) -> Batch:
         """Return ``n`` fresh samples ``(x, y, lengths)`` drawn with ``generator``."""
 
-    @property
-    @abstractmethod
-    def input_kwargs(self) -> dict[str, int]:
-        """``{"input_size": C}`` for float features or ``{"vocab_size": V}`` for token ids."""
-
-    def target_kwargs(self) -> dict[str, Any]:
-        """Target sizes for the task: ``num_classes`` or ``output_size`` and ``horizon``."""
-        raise NotImplementedError
-
     # ----------------------------------------------------------------- lightning hooks
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -190,46 +271,9 @@ class SyntheticDataModule(LightningDataModule, ABC):
             self.num_test,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    # ----------------------------------------------------------------- public helpers
-    def model_kwargs(self) -> dict[str, Any]:
-        """Everything the task needs to know about this data, passed at instantiation.
-
-        Returns plain Python values (saved in the task's hyperparameters), e.g.
-        ``{"input_size": 2, "output_size": 1, "horizon": 1, "target_mean": [..],
-        "target_std": [..]}`` or ``{"vocab_size": 10, "num_classes": 9}``.
-        """
-        self.setup()
-        kwargs: dict[str, Any] = {**self.input_kwargs, **self.target_kwargs()}
-        if self.task == "classification":
-            kwargs["per_step"] = self.per_step
-        if self.task == "regression":
-            assert self.target_mean is not None and self.target_std is not None
-            kwargs["target_mean"] = self.target_mean.tolist()
-            kwargs["target_std"] = self.target_std.tolist()
-        return kwargs
-
-    def trivial_baseline(self) -> dict[str, float]:
-        """Test metrics of a model that ignores its input (see :attr:`baseline_description`)."""
-        self.setup()
-        return dict(self._baseline)
-
-    @property
-    def baseline_description(self) -> str:
-        if self.task == "regression":
-            return "always predict the training-target mean"
-        return "always predict the most frequent training class"
+    def target_scaling(self) -> dict[str, list[float]]:
+        assert self.target_mean is not None and self.target_std is not None
+        return {"target_mean": self.target_mean.tolist(), "target_std": self.target_std.tolist()}
 
     # ----------------------------------------------------------------- internals
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
@@ -257,15 +301,8 @@ class SyntheticDataModule(LightningDataModule, ABC):
         self, y_train: Tensor, y_test: Tensor, lengths: Tensor
     ) -> dict[str, float]:
         if self.task == "regression":
-            err = y_test - y_train.mean(dim=tuple(range(y_train.dim() - 1)))
-            return {"test/mse": err.pow(2).mean().item(), "test/mae": err.abs().mean().item()}
-        train = y_train[y_train != IGNORE_INDEX]
-        test = y_test[y_test != IGNORE_INDEX]
-        num_classes = int(self.target_kwargs()["num_classes"])
-        freq = torch.bincount(train, minlength=num_classes).double() / len(train)
-        loss = -freq.clamp_min(1e-12).log()[test].mean().item()
-        acc = (test == freq.argmax()).double().mean().item()
-        return {"test/acc": acc, "test/loss": loss}
+            return regression_baseline(y_train.mean(dim=tuple(range(y_train.dim() - 1))), y_test)
+        return classification_baseline(y_train, y_test, int(self.target_kwargs()["num_classes"]))
 
 
 def _valid_mask(lengths: Tensor, steps: int) -> Tensor:

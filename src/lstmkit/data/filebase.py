@@ -17,20 +17,25 @@ from __future__ import annotations
 
 import logging
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lstmkit._errors import DataFileError
-from lstmkit._validation import check_choice, check_float, check_int
+from lstmkit._validation import check_choice, check_float
 from lstmkit.data.augment import AugmentedDataset
-from lstmkit.data.base import IGNORE_INDEX, SequenceDataset, _keep_batch
+from lstmkit.data.base import (
+    SequenceDataModule,
+    SequenceDataset,
+    _keep_batch,
+    classification_baseline,
+    regression_baseline,
+)
 from lstmkit.data.missing import check_policy
 
 log = logging.getLogger(__name__)
@@ -103,7 +108,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield batches[i].tolist()
 
 
-class FileDataModule(LightningDataModule, ABC):
+class FileDataModule(SequenceDataModule):
     """Base of the datamodules of real data.
 
     Subclasses implement :meth:`prepare_splits` (read, check, fit the preprocessing on the
@@ -122,9 +127,6 @@ class FileDataModule(LightningDataModule, ABC):
         bucket_by_length: batch training sequences of similar length together.
     """
 
-    #: Whether targets are per-step labels (never, for these datamodules).
-    per_step: ClassVar[bool] = False
-
     def __init__(
         self,
         val_fraction: float = 0.15,
@@ -138,7 +140,7 @@ class FileDataModule(LightningDataModule, ABC):
         step_dropout: float = 0.0,
         bucket_by_length: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed, num_workers)
         self.val_fraction = check_float("val_fraction", val_fraction, low=0.0, high=1.0)
         self.test_fraction = check_float("test_fraction", test_fraction, low=0.0, high=1.0)
         if self.val_fraction + self.test_fraction >= 1.0:
@@ -146,9 +148,6 @@ class FileDataModule(LightningDataModule, ABC):
                 f"val_fraction={val_fraction} + test_fraction={test_fraction}: must be < 1 "
                 "(something must be left to train on)"
             )
-        self.batch_size = check_int("batch_size", batch_size)
-        self.seed = check_int("seed", seed, minimum=0)
-        self.num_workers = check_int("num_workers", num_workers, minimum=0)
         check_policy(missing, impute)
         self.missing, self.impute = missing, impute
         self.noise_std = check_float("noise_std", noise_std, low=0.0)
@@ -156,10 +155,8 @@ class FileDataModule(LightningDataModule, ABC):
             "step_dropout", step_dropout, low=0.0, high=1.0, high_inclusive=False
         )
         self.bucket_by_length = bool(bucket_by_length)
-        self.splits: dict[str, Dataset] = {}
         #: The preprocessing fitted on the training split, plain values (see state_dict).
         self.fitted: dict[str, Any] | None = None
-        self._baseline: dict[str, float] = {}
         self.task: str = "regression"
 
     _BASE_ARGS = (
@@ -180,15 +177,6 @@ class FileDataModule(LightningDataModule, ABC):
         """Read the data, fit the preprocessing on the training split, fill :attr:`splits`
         (``train``/``val``/``test``), :attr:`fitted` and ``self._baseline``."""
 
-    @property
-    @abstractmethod
-    def input_kwargs(self) -> dict[str, int]:
-        """``{"input_size": C}`` or ``{"vocab_size": V, "padding_idx": 0}``."""
-
-    @abstractmethod
-    def target_kwargs(self) -> dict[str, Any]:
-        """``{"num_classes": K}`` or ``{"output_size": O, "horizon": H}``."""
-
     @abstractmethod
     def encode_file(self, path: str) -> Encoded:
         """Encode a new file with the fitted preprocessing (for ``lstmkit-predict``)."""
@@ -205,18 +193,6 @@ class FileDataModule(LightningDataModule, ABC):
         sizes = "/".join(str(len(self.splits[s])) for s in ("train", "val", "test"))
         log.info("%s: %s train/val/test samples", type(self).__name__, sizes)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
     def state_dict(self) -> dict[str, Any]:
         """The fitted preprocessing as plain values (empty before :meth:`setup`)."""
         return dict(self.fitted) if self.fitted else {}
@@ -231,28 +207,12 @@ class FileDataModule(LightningDataModule, ABC):
         """Rebuild helper objects from :attr:`fitted` (e.g. a vocabulary)."""
 
     # ----------------------------------------------------------------- public helpers
-    def model_kwargs(self) -> dict[str, Any]:
-        """Everything the task needs to know about this data (plain values), e.g.
-        ``{"input_size": 12, "num_classes": 9, "per_step": False}``."""
-        self.setup()
-        kwargs: dict[str, Any] = {**self.input_kwargs, **self.target_kwargs()}
-        if self.task == "classification":
-            kwargs["per_step"] = self.per_step
-        else:
-            assert self.fitted is not None
-            kwargs["target_mean"] = list(self.fitted["target_mean"])
-            kwargs["target_std"] = list(self.fitted["target_std"])
-        return kwargs
-
-    def trivial_baseline(self) -> dict[str, float]:
-        self.setup()
-        return dict(self._baseline)
-
-    @property
-    def baseline_description(self) -> str:
-        if self.task == "regression":
-            return "always predict the training-target mean"
-        return "always predict the most frequent training class"
+    def target_scaling(self) -> dict[str, list[float]]:
+        fitted = self.require_fitted()
+        return {
+            "target_mean": list(fitted["target_mean"]),
+            "target_std": list(fitted["target_std"]),
+        }
 
     def require_fitted(self) -> dict[str, Any]:
         if not self.fitted:
@@ -318,23 +278,6 @@ def make_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )
-
-
-def classification_baseline(y_train: Tensor, y_test: Tensor, num_classes: int) -> dict[str, float]:
-    """Accuracy and cross-entropy of always predicting the training class frequencies."""
-    train = y_train[y_train != IGNORE_INDEX]
-    test = y_test[y_test != IGNORE_INDEX]
-    freq = torch.bincount(train, minlength=num_classes).double() / len(train)
-    return {
-        "test/acc": (test == freq.argmax()).double().mean().item(),
-        "test/loss": -freq.clamp_min(1e-12).log()[test].mean().item(),
-    }
-
-
-def regression_baseline(y_train_mean: Tensor, y_test: Tensor) -> dict[str, float]:
-    """MSE and MAE of always predicting the training-target mean (original units)."""
-    err = y_test - y_train_mean
-    return {"test/mse": err.pow(2).mean().item(), "test/mae": err.abs().mean().item()}
 
 
 def encode_labels(path: str, labels: Any, class_names: list[str]) -> Tensor:

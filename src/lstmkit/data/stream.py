@@ -14,16 +14,15 @@ order (no shuffling) and every batch has ``num_streams`` rows of ``window`` step
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lstmkit._logging import get_logger
 from lstmkit._validation import check_float, check_int
-from lstmkit.data.base import TWO_PI, Batch, uniform
+from lstmkit.data.base import TWO_PI, Batch, SequenceDataModule, uniform
 
 log = get_logger(__name__)
 
@@ -57,7 +56,7 @@ class StreamDataset(Dataset):
         return x, (y[:, 0] if self.horizon == 1 else y), self.lengths
 
 
-class StreamDataModule(LightningDataModule):
+class StreamDataModule(SequenceDataModule):
     """A long noisy sum of sines (or your own series), streamed in consecutive windows.
 
     Use with ``model.stateful=true`` (and optionally ``model.tbptt_steps`` to cut long windows).
@@ -75,9 +74,6 @@ class StreamDataModule(LightningDataModule):
         series: your own ``(T,)`` or ``(T, C)`` series instead (split 80/10/10 in time).
     """
 
-    task: ClassVar[str] = "regression"
-    per_step: ClassVar[bool] = False
-
     def __init__(
         self,
         series_len: int = 20_000,
@@ -92,7 +88,8 @@ class StreamDataModule(LightningDataModule):
         seed: int = 0,
         series: Tensor | None = None,
     ) -> None:
-        super().__init__()
+        # batch_size is num_streams here: every item of the loader is a whole batch
+        super().__init__(batch_size=check_int("num_streams", num_streams), seed=seed, num_workers=0)
         self.save_hyperparameters(ignore=["series"])
         self.series_len = check_int("series_len", series_len)
         self.window = check_int("window", window)
@@ -103,16 +100,13 @@ class StreamDataModule(LightningDataModule):
         self.min_period = check_float("min_period", min_period, low=2.0)
         self.max_period = check_float("max_period", max_period, low=self.min_period)
         self.noise_std = check_float("noise_std", noise_std, low=0.0)
-        self.seed = check_int("seed", seed, minimum=0)
         if series is not None:
             series = torch.as_tensor(series, dtype=torch.float32)
             series = series.unsqueeze(-1) if series.dim() == 1 else series  # (T, C)
             self.num_channels = series.shape[1]
         self.series = series
-        self.splits: dict[str, StreamDataset] = {}
         self.target_mean: Tensor | None = None
         self.target_std: Tensor | None = None
-        self._baseline: dict[str, float] = {}
 
     def generate(self) -> dict[str, Tensor]:
         """The raw ``(T, C)`` train/val/test series."""
@@ -153,38 +147,21 @@ class StreamDataModule(LightningDataModule):
             self.window,
         )
 
-    def _loader(self, split: str) -> DataLoader:
+    def _loader(self, split: str, *, shuffle: bool = False) -> DataLoader:
         self.setup()
-        # batch_size=None: each item is already a whole batch, in order
+        # batch_size=None: each item is already a whole batch, and the order is the point
         return DataLoader(self.splits[split], batch_size=None, shuffle=False)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+    @property
+    def input_kwargs(self) -> dict[str, int]:
+        return {"input_size": self.num_channels}
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+    def target_kwargs(self) -> dict[str, Any]:
+        return {"output_size": self.num_channels, "horizon": self.horizon}
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """``input_size``, ``output_size``, ``horizon`` and the target scaling for the task."""
-        self.setup()
+    def target_scaling(self) -> dict[str, list[float]]:
         assert self.target_mean is not None and self.target_std is not None
-        return {
-            "input_size": self.num_channels,
-            "output_size": self.num_channels,
-            "horizon": self.horizon,
-            "target_mean": self.target_mean.tolist(),
-            "target_std": self.target_std.tolist(),
-        }
-
-    def trivial_baseline(self) -> dict[str, float]:
-        self.setup()
-        return dict(self._baseline)
+        return {"target_mean": self.target_mean.tolist(), "target_std": self.target_std.tolist()}
 
     @property
     def baseline_description(self) -> str:
