@@ -137,7 +137,13 @@ class SequenceTask(LightningModule, ABC):
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         with torch.no_grad():
             metrics.update(*self.metric_inputs(out.detach(), y, lengths))
-        batch_size = len(x)
+        self.log_step(stage, loss, metrics, len(x))
+        return loss
+
+    def log_step(
+        self, stage: str, loss: Tensor, metrics: MetricCollection, batch_size: int
+    ) -> None:
+        """Log a step's loss (per step in training, per epoch always) and the metric objects."""
         self.log(
             f"{stage}/loss",
             loss,
@@ -148,7 +154,6 @@ class SequenceTask(LightningModule, ABC):
             sync_dist=stage != "train",  # the epoch's val/test loss averaged over processes
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
-        return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

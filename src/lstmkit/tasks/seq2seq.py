@@ -344,7 +344,7 @@ class Seq2SeqLSTM(SequenceTask):
         return start + (final - start) * progress
 
     # ----------------------------------------------------------------- steps
-    def _seq2seq_step(self, batch: Batch, stage: str) -> Tensor:
+    def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, y, lengths = batch
         if not self.tokens and y.dim() == 2:
             y = y.unsqueeze(1)  # (B, O) -> (B, 1, O)
@@ -358,29 +358,10 @@ class Seq2SeqLSTM(SequenceTask):
             else:  # honest: greedy decoding, as at inference
                 pred = self.generate(x, lengths, max_len=y.shape[1])
             metrics.update(*self.metric_inputs(pred, y, lengths))
-        batch_size = len(x)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=batch_size,
-            sync_dist=stage != "train",
-        )
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log_step(stage, loss, metrics, len(x))
         if stage == "train":
             self.log("train/teacher_forcing", ratio, on_step=False, on_epoch=True)
         return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._seq2seq_step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._seq2seq_step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._seq2seq_step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> dict[str, Tensor]:
         """``{"pred"}`` (greedy tokens ``(B, L)`` or values in original units) and, when the

@@ -227,16 +227,7 @@ def chunked_step(task: SequenceTask, batch: tuple[Tensor, Tensor, Tensor], stage
         task._carried_state[stage] = state
 
     mean_loss = total / max(weight, 1)
-    task.log(
-        f"{stage}/loss",
-        mean_loss,
-        on_step=stage == "train",
-        on_epoch=True,
-        prog_bar=True,
-        batch_size=batch_size,
-        sync_dist=stage != "train",
-    )
-    task.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+    task.log_step(stage, mean_loss, metrics, batch_size)
     if manual:
         _step_scheduler_at_epoch_end(task)
         return mean_loss
