@@ -60,6 +60,9 @@ SMOKE_SYNTHETIC = ("data.num_train=64", "data.num_val=32", "data.num_test=32", "
 #: |error| < 0.04 in Hochreiter & Schmidhuber's target scaling 0.5 + (X1 + X2) / 4.
 ADDING_TOLERANCE = 4 * 0.04
 COUNTING_TOLERANCE = 0.1
+#: Robustness curves: Gaussian noise std (standardised units) and fraction of missing steps.
+ROBUSTNESS_LEVELS = {"noise": [0.0, 0.1, 0.25, 0.5, 1.0], "missing": [0.0, 0.1, 0.2, 0.3, 0.5]}
+ROBUSTNESS_MISSING = 0.2
 
 
 @dataclass
@@ -82,7 +85,8 @@ class Task:
     goal: str
     judge: Callable[[dict[str, Any], dict[str, Any]], Outcome]
     backends: tuple[str, ...] = ("cudnn", "custom")
-    #: "adding", "copy", "counting": figures computed from the test predictions
+    #: "adding", "copy", "counting": figures computed from the test predictions;
+    #: "robustness": test accuracy under noise and missing steps (`ROBUSTNESS_LEVELS`)
     predictions: str | None = None
     smoke: tuple[str, ...] = SMOKE_SYNTHETIC
 
@@ -127,6 +131,20 @@ def judge_addition(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
     return Outcome(figure, exact >= 0.99 and epochs < 55)
 
 
+def judge_robustness(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
+    acc = extra.get("acc_missing", math.nan)
+    curve = "; ".join(
+        f"{kind} " + ", ".join(f"{level:g}: {extra.get(f'acc_{kind}_{level:g}', math.nan):.3f}"
+        for level in levels[1:])
+        for kind, levels in ROBUSTNESS_LEVELS.items()
+    )  # fmt: skip
+    figure = (
+        f"accuracy {acc:.4f} with {ROBUSTNESS_MISSING:.0%} of steps missing (clean "
+        f"{_get(metrics, 'test/acc'):.4f}); accuracy by level: {curve}"
+    )
+    return Outcome(figure, acc >= 0.95)
+
+
 def judge_counting(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
     within, worst = extra.get("within", math.nan), extra.get("max_abs_error", math.nan)
     figure = f"{within:.2%} within +-0.1 (largest error {worst:.3f}, MSE {_get(metrics, 'test/mse'):.4g})"
@@ -163,6 +181,17 @@ TASKS: dict[str, Task] = {
             "LSTM-FCN 0.99, MLSTM-FCN 1.00 test accuracy (Karim et al. 2019)",
             "a plain (bi)LSTM >= 0.98 test accuracy",
             judge_accuracy(0.98),
+            smoke=(),
+        ),
+        Task(
+            "robustness",
+            "reference_robustness",
+            "Robustness: JapaneseVowels with missing steps and noise",
+            "none published",
+            f"JapaneseVowels >= 0.95 test accuracy with {ROBUSTNESS_MISSING:.0%} of steps "
+            "missing (mask policy); noise and missing-step degradation curves",
+            judge_robustness,
+            predictions="robustness",
             smoke=(),
         ),
         Task(
@@ -220,7 +249,7 @@ def compose(overrides: Sequence[str], run_dir: Path) -> Any:
     return cfg
 
 
-def prediction_figures(kind: str, cfg: Any, best: str) -> dict[str, float]:
+def prediction_figures(kind: str, cfg: Any, best: str, run_dir: Path) -> dict[str, float]:
     """Figures the logged metrics do not hold, from the best checkpoint's test predictions."""
     import torch
     from hydra.utils import instantiate
@@ -232,6 +261,8 @@ def prediction_figures(kind: str, cfg: Any, best: str) -> dict[str, float]:
         return {}
     model = load_task(best)
     datamodule = instantiate(cfg.data)
+    if kind == "robustness":
+        return robustness_figures(model, datamodule, run_dir)
     datamodule.setup("test")
     with torch.no_grad():
         out = runs.predict(model, datamodule)
@@ -254,6 +285,20 @@ def prediction_figures(kind: str, cfg: Any, best: str) -> dict[str, float]:
             "memoryless_ce": int(data.copy_len) * math.log(int(data.num_symbols)) / steps,
         }
     raise ValueError(f"unknown prediction figures {kind!r}")
+
+
+def robustness_figures(model: Any, datamodule: Any, run_dir: Path) -> dict[str, float]:
+    """Test accuracy at every level of `ROBUSTNESS_LEVELS` (what ``lstmkit-robustness`` runs);
+    writes ``robustness.csv`` and the curves ``robustness.png`` into the run folder."""
+    from lstmkit import plots
+    from lstmkit.research.robustness import evaluate_robustness, write_csv
+
+    rows, _ = evaluate_robustness(model, datamodule, ROBUSTNESS_LEVELS, seed=0)
+    write_csv(rows, run_dir / "robustness.csv")
+    plots.plot_robustness(rows, ["test/acc"], run_dir / "robustness.png")
+    figures = {f"acc_{r['perturbation']}_{r['level']:g}": float(r["test/acc"]) for r in rows}
+    figures["acc_missing"] = figures[f"acc_missing_{ROBUSTNESS_MISSING:g}"]
+    return figures
 
 
 def training_sequences(cfg: Any) -> int | None:
@@ -284,7 +329,8 @@ def run_one(task: Task, backend: str, run_dir: Path, smoke: bool) -> dict[str, A
     stored = json.loads((run_dir / "metrics.json").read_text())
     extra: dict[str, Any] = {"epochs": int(stored.get("epochs", 0))}
     if task.predictions:
-        extra.update(prediction_figures(task.predictions, cfg, metrics.get("best_model_path", "")))
+        best = metrics.get("best_model_path", "")
+        extra.update(prediction_figures(task.predictions, cfg, best, run_dir))
     per_epoch = training_sequences(cfg)
     outcome = task.judge(metrics, extra)
     return {
@@ -310,7 +356,13 @@ def _quote(override: str) -> str:
 
 # --------------------------------------------------------------------------- markdown
 
-PLOT_ORDER = ("learning_curves.png", "predictions.png", "confusion_matrix.png", "sequences.png")
+PLOT_ORDER = (
+    "learning_curves.png",
+    "predictions.png",
+    "confusion_matrix.png",
+    "sequences.png",
+    "robustness.png",
+)
 
 
 def copy_plots(row: dict[str, Any], image_dir: Path) -> list[str]:

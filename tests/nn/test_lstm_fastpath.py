@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 
@@ -97,9 +99,12 @@ def test_torch_compile_of_a_model_around_a_core(backend):
     ids=str,
 )
 @pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
-def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths):
+@pytest.mark.parametrize("loop", ["c-loop", "python-loop"])
+def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths, loop):
+    """The C kernels, with the time loop in C (BLAS GEMMs) or in Python, equal torch ops."""
     if native.kernels() is None:
         pytest.skip("no C compiler here: the native kernels are not built")
+    monkeypatch.setattr(fused, "USE_NATIVE_LOOP", loop == "c-loop")
     model = CustomLSTM(4, 6, dtype=dtype, **options)
     with torch.no_grad():  # layer-norm gains and biases away from their 1 and 0 init
         for param in model.parameters():
@@ -112,6 +117,14 @@ def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths):
     tol = 1e-12 if dtype == torch.float64 else (1e-4 if options.get("layer_norm") else 1e-5)
     for a, b in zip(with_native, without, strict=True):
         torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+def test_native_time_loop_binds_torch_blas_on_x86_64():
+    """The x86-64 wheels export MKL's gemm: the whole-loop path must be the one that runs there."""
+    if native.kernels() is None or platform.machine() != "x86_64":
+        pytest.skip("the C time loop is only expected on x86-64 with a C compiler")
+    for dtype in (torch.float32, torch.float64):
+        assert native.kernels().supports_sequence(torch.empty(0, dtype=dtype))
 
 
 def test_native_kernels_leave_denormals_alone():

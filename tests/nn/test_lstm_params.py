@@ -122,6 +122,30 @@ def test_forget_bias_shifts_forget_slice_of_bias_ih(backend):
     assert n_bias_ih == 4
 
 
+@pytest.mark.parametrize("backend", OUR_BACKENDS)
+def test_input_bias_shifts_input_slice_of_bias_ih(backend):
+    hidden, ib, fb = 4, -3.0, 3.0
+    torch.manual_seed(5)
+    base = make_ours(backend, 3, hidden, num_layers=2, bidirectional=True)
+    torch.manual_seed(5)
+    shifted = make_ours(
+        backend, 3, hidden, num_layers=2, bidirectional=True, input_bias=ib, forget_bias=fb
+    )
+    for name, value in base.state_dict().items():
+        expected = value.clone()
+        if name.startswith("bias_ih"):
+            expected[:hidden] += ib
+            expected[hidden : 2 * hidden] += fb
+        torch.testing.assert_close(shifted.state_dict()[name], expected, atol=1e-6, rtol=0)
+    assert "input_bias=-3.0" in repr(shifted)
+
+
+@pytest.mark.parametrize("backend", OUR_BACKENDS)
+def test_input_bias_needs_a_bias(backend):
+    with pytest.raises(ValueError, match="input_bias=-3.0 needs bias=True"):
+        make_ours(backend, 3, 4, bias=False, input_bias=-3.0)
+
+
 @pytest.mark.parametrize("proj_size", [0, 2], ids=["noproj", "proj2"])
 @pytest.mark.parametrize("backend", OUR_BACKENDS)
 def test_orthogonal_recurrent_init(backend, proj_size):

@@ -155,3 +155,104 @@ DEFINE_KERNELS(float, f32, expf)
 DEFINE_KERNELS(double, f64, exp)
 DEFINE_LN_KERNELS(float, f32, sqrtf)
 DEFINE_LN_KERNELS(double, f64, sqrt)
+
+/* Whole time loops: the per-step GEMMs go through BLAS (`gemm`, Fortran `sgemm_`/`dgemm_`,
+ * column-major, found in torch's own library by native.py) and the elementwise work through the
+ * kernels above, so a layer's forward or backward is one call with no per-step dispatch.
+ * All buffers are row-major and contiguous, time-major: (T, B, ·). `batch_sizes` (NULL: all
+ * rows at every step) is non-increasing, as in PackedSequence; step t touches its first rows. */
+#define DEFINE_SEQUENCE(T, SUFFIX)                                                              \
+  typedef void (*gemm_##SUFFIX)(const char *, const char *, const int *, const int *,           \
+                                const int *, const T *, const T *, const int *, const T *,      \
+                                const int *, const T *, T *, const int *);                      \
+  /* out (n, cols) = a (n, k) @ w.T, w (cols, k) */                                             \
+  static void mm_nt_##SUFFIX(gemm_##SUFFIX gemm, long n, long cols, long k, const T *a,         \
+                             const T *w, T *out) {                                              \
+    const int m_ = (int)cols, n_ = (int)n, k_ = (int)k;                                         \
+    const T one = 1, zero = 0;                                                                  \
+    gemm("T", "N", &m_, &n_, &k_, &one, w, &k_, a, &k_, &zero, out, &m_);                       \
+  }                                                                                             \
+  /* out (n, cols) = a (n, k) @ w, w (k, cols) */                                               \
+  static void mm_nn_##SUFFIX(gemm_##SUFFIX gemm, long n, long cols, long k, const T *a,         \
+                             const T *w, T *out) {                                              \
+    const int m_ = (int)cols, n_ = (int)n, k_ = (int)k;                                         \
+    const T one = 1, zero = 0;                                                                  \
+    gemm("N", "N", &m_, &n_, &k_, &one, w, &m_, a, &k_, &zero, out, &m_);                       \
+  }                                                                                             \
+  /* Forward of one layer and direction. z: scratch (B, 4H). w_hr and pre_proj: NULL without  \
+   * projection. ln_hh: NULL without layer norm (then g_c, b_c, rec_pre_ln, the stats unused); \
+   * rec_stats/cell_stats: (2, T, B), mean then rstd. */                                        \
+  void lstm_sequence_forward_##SUFFIX(                                                          \
+      gemm_##SUFFIX gemm, long steps, long batch, long hidden, long state,                      \
+      const long *batch_sizes, const T *xp, const T *h0, const T *c0, const T *w_hh,            \
+      const T *w_hr, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps,        \
+      const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats) { \
+    long gates = 4 * hidden, tb = steps * batch;                                                \
+    for (long t = 0; t < steps; ++t) {                                                          \
+      long n = batch_sizes ? batch_sizes[t] : batch;                                            \
+      const T *h_prev = t ? out + (t - 1) * batch * state : h0;                                 \
+      const T *c_prev = t ? cells + (t - 1) * batch * hidden : c0;                              \
+      T *z_t = ln_hh ? rec_pre_ln + t * batch * gates : z;                                      \
+      T *h_t = out + t * batch * state;                                                         \
+      T *r_t = w_hr ? pre_proj + t * batch * hidden : h_t;                                      \
+      T *a_t = acts + t * batch * gates, *c_t = cells + t * batch * hidden;                     \
+      T *s_t = tanh_cells + t * batch * hidden;                                                 \
+      mm_nt_##SUFFIX(gemm, n, gates, state, h_prev, w_hh, z_t);                                 \
+      if (ln_hh)                                                                                \
+        lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + t * batch * gates, z_t, ln_hh, g_c, b_c,  \
+                                 a_t, c_prev, c_t, s_t, r_t, rec_stats + t * batch,             \
+                                 rec_stats + tb + t * batch, cell_stats + t * batch,            \
+                                 cell_stats + tb + t * batch);                                  \
+      else                                                                                      \
+        lstm_forward_##SUFFIX(n, hidden, xp + t * batch * gates, z_t, a_t, c_prev, c_t, s_t, r_t); \
+      if (w_hr) mm_nt_##SUFFIX(gemm, n, state, hidden, r_t, w_hr, h_t);                         \
+    }                                                                                           \
+  }                                                                                             \
+  /* Backward of one layer and direction. grad_out (T, B, P) holds d loss / d output, with     \
+   * h_n's gradient already added at each row's last step when lengths vary. carry_h (B, P):   \
+   * in, h_n's gradient (zeros when lengths vary); out, d loss / d h0. carry_c (B, H): in, c_n's \
+   * gradient; out, d loss / d c0. d_pre (T, B, 4H): d loss / d xp. proj_in (T, B, P), dh      \
+   * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.  \
+   * Rows of an output that no step touches are left as they are (the caller zeroes them). */   \
+  void lstm_sequence_backward_##SUFFIX(                                                         \
+      gemm_##SUFFIX gemm, long steps, long batch, long hidden, long state,                      \
+      const long *batch_sizes, const T *grad_out, T *carry_h, T *carry_c, const T *acts,        \
+      const T *cells, const T *tanh_cells, const T *c0, const T *w_hh, const T *w_hr,           \
+      T *proj_in, T *dh, T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln,           \
+      const T *rec_stats, const T *cell_stats, T *d_rec, T *d_cn) {                             \
+    long gates = 4 * hidden, tb = steps * batch;                                                \
+    for (long t = steps - 1; t >= 0; --t) {                                                     \
+      long n = batch_sizes ? batch_sizes[t] : batch;                                            \
+      const T *dh_a = grad_out + t * batch * state, *dh_b = carry_h;                            \
+      if (w_hr) {                                                                               \
+        T *p = proj_in + t * batch * state;                                                     \
+        for (long k = 0; k < n * state; ++k) p[k] = dh_a[k] + carry_h[k];                       \
+        mm_nn_##SUFFIX(gemm, n, hidden, state, p, w_hr, dh);                                    \
+        dh_a = dh;                                                                              \
+        dh_b = 0;                                                                               \
+      }                                                                                         \
+      const T *c_prev = t ? cells + (t - 1) * batch * hidden : c0;                              \
+      const T *a_t = acts + t * batch * gates, *s_t = tanh_cells + t * batch * hidden;          \
+      T *dp_t = d_pre + t * batch * gates, *src = dp_t;                                         \
+      if (ln_hh) {                                                                              \
+        src = d_rec + t * batch * gates;                                                        \
+        lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c, a_t, s_t, c_prev,             \
+                                  cells + t * batch * hidden, cell_stats + t * batch,           \
+                                  cell_stats + tb + t * batch, g_c,                             \
+                                  rec_pre_ln + t * batch * gates, rec_stats + t * batch,        \
+                                  rec_stats + tb + t * batch, ln_hh, dp_t, src,                 \
+                                  d_cn + t * batch * hidden);                                   \
+      } else {                                                                                  \
+        lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c, a_t, s_t, c_prev, dp_t);         \
+      }                                                                                         \
+      mm_nn_##SUFFIX(gemm, n, state, gates, src, w_hh, carry_h);                                \
+    }                                                                                           \
+  }                                                                                             \
+  /* out (n, cols) = a (n, k) @ w.T through `gemm`: native.py checks the BLAS binding with it. */ \
+  void gemm_check_##SUFFIX(gemm_##SUFFIX gemm, long n, long cols, long k, const T *a,           \
+                           const T *w, T *out) {                                                \
+    mm_nt_##SUFFIX(gemm, n, cols, k, a, w, out);                                                \
+  }
+
+DEFINE_SEQUENCE(float, f32)
+DEFINE_SEQUENCE(double, f64)

@@ -62,23 +62,30 @@ def check_lstm_args(
         raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
 
 
-def apply_init_options(module: nn.Module, forget_bias: float, recurrent_init: str) -> None:
+def apply_init_options(
+    module: nn.Module, forget_bias: float, recurrent_init: str, input_bias: float = 0.0
+) -> None:
     """Initialisation options both backends honour (they change values, not the computation).
 
-    ``forget_bias`` is added to the forget-gate slice ``[hidden:2*hidden]`` of every ``bias_ih``;
-    ``recurrent_init="orthogonal"`` draws each gate's block of ``weight_hh`` orthogonal (Saxe et
-    al. 2014).
+    ``forget_bias`` is added to the forget-gate slice ``[hidden:2*hidden]`` of every ``bias_ih``
+    and ``input_bias`` to its input-gate slice ``[0:hidden]`` (a negative input bias keeps the
+    cells closed to distractors until a gate learns to open: Hochreiter & Schmidhuber 1997 used
+    -3 and -6; with ``forget_bias = -input_bias`` it is the spirit of Tallec & Ollivier's 2018
+    chrono init); ``recurrent_init="orthogonal"`` draws each gate's block of ``weight_hh``
+    orthogonal (Saxe et al. 2014).
     """
     if recurrent_init not in ("default", "orthogonal"):
         raise ValueError(
             f"recurrent_init must be 'default' or 'orthogonal', got {recurrent_init!r}"
         )
-    if forget_bias and not module.bias:
-        raise ValueError(f"forget_bias={forget_bias} needs bias=True (there is no bias to shift)")
+    for name, shift in (("forget_bias", forget_bias), ("input_bias", input_bias)):
+        if shift and not module.bias:
+            raise ValueError(f"{name}={shift} needs bias=True (there is no bias to shift)")
     hidden = module.hidden_size
     with torch.no_grad():
         for name, param in module.named_parameters():
-            if forget_bias and name.startswith("bias_ih_l"):
+            if name.startswith("bias_ih_l"):
+                param[:hidden] += input_bias
                 param[hidden : 2 * hidden] += forget_bias
             if recurrent_init == "orthogonal" and name.startswith("weight_hh_l"):
                 for gate in range(4):

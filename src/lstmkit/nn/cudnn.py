@@ -19,6 +19,8 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
         device, dtype: exactly ``torch.nn.LSTM``'s.
         forget_bias: added to the forget-gate slice of every ``bias_ih`` at initialisation.
+        input_bias: added to the input-gate slice of every ``bias_ih`` at initialisation
+            (negative: cells start closed to their input; see `apply_init_options`).
         recurrent_init: ``"default"`` (torch's uniform) or ``"orthogonal"`` (per-gate blocks of
             ``weight_hh``).
     """
@@ -37,6 +39,7 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
         dtype=None,
         *,
         forget_bias: float = 0.0,
+        input_bias: float = 0.0,
         recurrent_init: str = "default",
     ) -> None:
         check_lstm_args(
@@ -62,14 +65,14 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
             device=device,
             dtype=dtype,
         )
-        self.forget_bias = float(forget_bias)
+        self.forget_bias, self.input_bias = float(forget_bias), float(input_bias)
         self.recurrent_init = recurrent_init
-        apply_init_options(self, self.forget_bias, self.recurrent_init)
+        apply_init_options(self, self.forget_bias, self.recurrent_init, self.input_bias)
 
     def reset_parameters(self) -> None:
         nn.LSTM.reset_parameters(self)
         if hasattr(self, "recurrent_init"):  # nn.LSTM.__init__ calls this before they are set
-            apply_init_options(self, self.forget_bias, self.recurrent_init)
+            apply_init_options(self, self.forget_bias, self.recurrent_init, self.input_bias)
 
     def _run(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
         if lengths is None:
@@ -94,6 +97,8 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
         s = LSTMBase.extra_repr(self)
         if self.forget_bias:
             s += f", forget_bias={self.forget_bias}"
+        if self.input_bias:
+            s += f", input_bias={self.input_bias}"
         if self.recurrent_init != "default":
             s += f", recurrent_init={self.recurrent_init!r}"
         return s

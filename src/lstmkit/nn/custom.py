@@ -50,6 +50,8 @@ class CustomLSTM(LSTMBase):
             ``(rate_h, rate_c)``; in training each unit keeps its previous value with that
             probability, at evaluation the update is ``rate * previous + (1 - rate) * new``.
         forget_bias: added to the forget-gate slice of every ``bias_ih`` at initialisation.
+        input_bias: added to the input-gate slice of every ``bias_ih`` at initialisation
+            (negative: cells start closed to their input; see `apply_init_options`).
         recurrent_init: ``"default"`` (torch's uniform) or ``"orthogonal"``.
         implementation: ``"fused"`` (hand-written backward, the fast default) or ``"reference"``
             (`lstmkit.nn.cell.lstm_step` looped under autograd). Both give the same numbers,
@@ -79,6 +81,7 @@ class CustomLSTM(LSTMBase):
         recurrent_dropout: float = 0.0,
         zoneout: float | Sequence[float] = 0.0,
         forget_bias: float = 0.0,
+        input_bias: float = 0.0,
         recurrent_init: str = "default",
         implementation: str = "fused",
     ) -> None:
@@ -110,6 +113,7 @@ class CustomLSTM(LSTMBase):
         )
         self.zoneout = tuple(_probability("zoneout", z, allow_one=True) for z in zoneout)
         self.forget_bias, self.recurrent_init = float(forget_bias), recurrent_init
+        self.input_bias = float(input_bias)
         self.implementation = implementation
         self._recorder: list[GateTrace] | None = None
 
@@ -155,7 +159,7 @@ class CustomLSTM(LSTMBase):
                     param.fill_(1.0 if "_weight" in name else 0.0)
                 else:
                     param.uniform_(-bound, bound)
-        apply_init_options(self, self.forget_bias, self.recurrent_init)
+        apply_init_options(self, self.forget_bias, self.recurrent_init, self.input_bias)
 
     # ------------------------------------------------------------------ parameters
     def layer_weights(self, layer: int, direction: int = 0) -> LayerWeights:
@@ -335,6 +339,8 @@ class CustomLSTM(LSTMBase):
             s += f", zoneout={self.zoneout}"
         if self.forget_bias:
             s += f", forget_bias={self.forget_bias}"
+        if self.input_bias:
+            s += f", input_bias={self.input_bias}"
         if self.recurrent_init != "default":
             s += f", recurrent_init={self.recurrent_init!r}"
         if self.implementation != "fused":

@@ -47,8 +47,10 @@ from .native import kernels as native_kernels
 ONEDNN_MIN_MACS = 1 << 19
 USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 # The per-step elementwise work in C where it applies (see module docstring).
-# Tests switch both off to check that every path gives the same numbers.
+# ... and the whole time loop in C, with BLAS for the per-step GEMMs, where torch's library
+# exports one. Tests switch these off to check that every path gives the same numbers.
 USE_NATIVE = True
+USE_NATIVE_LOOP = True
 
 SAVED = [
     "h0",
@@ -202,89 +204,101 @@ class FusedLSTMLayer(torch.autograd.Function):
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
         fresh = new(steps, batch, hidden) if zoneout_c is not None else cells
 
-        recurrent = StepMatmul(weight_hh, batch)
-        project = StepMatmul(weight_hr, batch) if proj else None
-        # Per-step views, made once: slicing inside the loop costs a dispatch each.
-        xp_s, acts_s, cells_s, tanh_s, out_s, fresh_s = (
-            t.unbind(0) for t in (xp, acts, cells, tanh_cells, out, fresh)
-        )
-        o_s, i_s, f_s, g_s = (t.unbind(0) for t in acts.split(hidden, dim=-1))
-        oif_s = acts[..., : 3 * hidden].unbind(0)
-        if_s = acts[..., hidden : 3 * hidden].unflatten(-1, (2, hidden)).unbind(0)
-        pre_proj_s = pre_proj.unbind(0) if proj else None
-        rec_s = rec_pre_ln.unbind(0) if ln else None
-        zh_steps = zoneout_h.unbind(0) if isinstance(zoneout_h, Tensor) else None
-        zc_steps = zoneout_c.unbind(0) if isinstance(zoneout_c, Tensor) else None
-
-        h_prev, c_prev = h0, c0
-        for t in range(steps):
-            a, c, s, h, x_t = acts_s[t], cells_s[t], tanh_s[t], out_s[t], xp_s[t]
-            a_o, a_i, a_f, a_g = o_s[t], i_s[t], f_s[t], g_s[t]
-            n = batch if batch_sizes is None else batch_sizes[t]
-            if n < batch:
-                a, c, s, h, x_t = a[:n], c[:n], s[:n], h[:n], x_t[:n]
-                a_o, a_i, a_f, a_g = a_o[:n], a_i[:n], a_f[:n], a_g[:n]
-                h_prev, c_prev = h_prev[:n], c_prev[:n]
-            h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask[:n]
-            z = recurrent(h_in)
+        if native is not None and USE_NATIVE_LOOP and native.supports_sequence(xp):
+            ln_buffers = None
             if ln:
-                rec_s[t][:n].copy_(z)
+                ln_buffers = SimpleNamespace(
+                    ln_hh=ln_hh, cell_weight=ln_cell_weight, cell_bias=ln_cell_bias,
+                    rec_pre_ln=rec_pre_ln, rec_stats=rec_stats, cell_stats=cell_stats, eps=eps,
+                )  # fmt: skip
+            native.sequence_forward(
+                xp.contiguous(), h0, c0, weight_hh.contiguous(), _contiguous(weight_hr),
+                _sizes_tensor(batch_sizes), acts, cells, tanh_cells, out, pre_proj, ln_buffers,
+            )  # fmt: skip
+        else:
+            recurrent = StepMatmul(weight_hh, batch)
+            project = StepMatmul(weight_hr, batch) if proj else None
+            # Per-step views, made once: slicing inside the loop costs a dispatch each.
+            xp_s, acts_s, cells_s, tanh_s, out_s, fresh_s = (
+                t.unbind(0) for t in (xp, acts, cells, tanh_cells, out, fresh)
+            )
+            o_s, i_s, f_s, g_s = (t.unbind(0) for t in acts.split(hidden, dim=-1))
+            oif_s = acts[..., : 3 * hidden].unbind(0)
+            if_s = acts[..., hidden : 3 * hidden].unflatten(-1, (2, hidden)).unbind(0)
+            pre_proj_s = pre_proj.unbind(0) if proj else None
+            rec_s = rec_pre_ln.unbind(0) if ln else None
+            zh_steps = zoneout_h.unbind(0) if isinstance(zoneout_h, Tensor) else None
+            zc_steps = zoneout_c.unbind(0) if isinstance(zoneout_c, Tensor) else None
 
-            if native is not None:
-                target = pre_proj_s[t][:n] if proj else h
+            h_prev, c_prev = h0, c0
+            for t in range(steps):
+                a, c, s, h, x_t = acts_s[t], cells_s[t], tanh_s[t], out_s[t], xp_s[t]
+                a_o, a_i, a_f, a_g = o_s[t], i_s[t], f_s[t], g_s[t]
+                n = batch if batch_sizes is None else batch_sizes[t]
+                if n < batch:
+                    a, c, s, h, x_t = a[:n], c[:n], s[:n], h[:n], x_t[:n]
+                    a_o, a_i, a_f, a_g = a_o[:n], a_i[:n], a_f[:n], a_g[:n]
+                    h_prev, c_prev = h_prev[:n], c_prev[:n]
+                h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask[:n]
+                z = recurrent(h_in)
                 if ln:
-                    native.ln_forward(
-                        x_t, z, ln_hh, ln_cell_weight, ln_cell_bias, a, c_prev, c, s, target,
-                        rec_stats[:, t, :n], cell_stats[:, t, :n], eps,
-                    )  # fmt: skip
+                    rec_s[t][:n].copy_(z)
+
+                if native is not None:
+                    target = pre_proj_s[t][:n] if proj else h
+                    if ln:
+                        native.ln_forward(
+                            x_t, z, ln_hh, ln_cell_weight, ln_cell_bias, a, c_prev, c, s, target,
+                            rec_stats[:, t, :n], cell_stats[:, t, :n], eps,
+                        )  # fmt: skip
+                    else:
+                        native.forward(x_t, z, a, c_prev, c, s, target)
+                    if proj:
+                        h.copy_(project(target))
+                    h_prev, c_prev = out_s[t], cells_s[t]
+                    continue
+
+                if ln:
+                    z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
+                    rec_stats[0, t, :n].copy_(mean)
+                    rec_stats[1, t, :n].copy_(rstd)
+                torch.add(x_t, z, out=a)
+                if peephole is not None:
+                    if_s[t][:n].addcmul_(peephole[:2], c_prev.unsqueeze(1)).sigmoid_()
                 else:
-                    native.forward(x_t, z, a, c_prev, c, s, target)
+                    oif_s[t][:n].sigmoid_()
+                a_g.tanh_()
+
+                c_hat = fresh_s[t][:n] if n < batch else fresh_s[t]
+                torch.mul(a_f, c_prev, out=c_hat)
+                c_hat.addcmul_(a_i, a_g)
+                if zoneout_c is not None:
+                    keep_c = zc_steps[t][:n] if zc_steps is not None else zoneout_c
+                    torch.lerp(c_hat, c_prev, keep_c, out=c)
+                if peephole is not None:
+                    a_o.addcmul_(peephole[2], c_hat).sigmoid_()
+
+                if ln_cell_weight is not None:
+                    c_norm, mean, rstd = torch.native_layer_norm(
+                        c_hat, (hidden,), ln_cell_weight, ln_cell_bias, eps
+                    )
+                    cell_stats[0, t, :n].copy_(mean)
+                    cell_stats[1, t, :n].copy_(rstd)
+                    torch.tanh(c_norm, out=s)
+                else:
+                    torch.tanh(c_hat, out=s)
+
                 if proj:
-                    h.copy_(project(target))
+                    r = torch.mul(a_o, s, out=pre_proj_s[t][:n])
+                    h_new = project(r)
+                    if zoneout_h is None:
+                        h.copy_(h_new)
+                else:
+                    h_new = torch.mul(a_o, s, out=h) if zoneout_h is None else a_o * s
+                if zoneout_h is not None:
+                    keep_h = zh_steps[t][:n] if zh_steps is not None else zoneout_h
+                    torch.lerp(h_new, h_prev, keep_h, out=h)
                 h_prev, c_prev = out_s[t], cells_s[t]
-                continue
-
-            if ln:
-                z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
-                rec_stats[0, t, :n].copy_(mean)
-                rec_stats[1, t, :n].copy_(rstd)
-            torch.add(x_t, z, out=a)
-            if peephole is not None:
-                if_s[t][:n].addcmul_(peephole[:2], c_prev.unsqueeze(1)).sigmoid_()
-            else:
-                oif_s[t][:n].sigmoid_()
-            a_g.tanh_()
-
-            c_hat = fresh_s[t][:n] if n < batch else fresh_s[t]
-            torch.mul(a_f, c_prev, out=c_hat)
-            c_hat.addcmul_(a_i, a_g)
-            if zoneout_c is not None:
-                keep_c = zc_steps[t][:n] if zc_steps is not None else zoneout_c
-                torch.lerp(c_hat, c_prev, keep_c, out=c)
-            if peephole is not None:
-                a_o.addcmul_(peephole[2], c_hat).sigmoid_()
-
-            if ln_cell_weight is not None:
-                c_norm, mean, rstd = torch.native_layer_norm(
-                    c_hat, (hidden,), ln_cell_weight, ln_cell_bias, eps
-                )
-                cell_stats[0, t, :n].copy_(mean)
-                cell_stats[1, t, :n].copy_(rstd)
-                torch.tanh(c_norm, out=s)
-            else:
-                torch.tanh(c_hat, out=s)
-
-            if proj:
-                r = torch.mul(a_o, s, out=pre_proj_s[t][:n])
-                h_new = project(r)
-                if zoneout_h is None:
-                    h.copy_(h_new)
-            else:
-                h_new = torch.mul(a_o, s, out=h) if zoneout_h is None else a_o * s
-            if zoneout_h is not None:
-                keep_h = zh_steps[t][:n] if zh_steps is not None else zoneout_h
-                torch.lerp(h_new, h_prev, keep_h, out=h)
-            h_prev, c_prev = out_s[t], cells_s[t]
 
         if batch_sizes is None:
             h_n, c_n = out[-1].clone(), cells[-1].clone()
@@ -350,6 +364,14 @@ def _native_for(xp: Tensor, simple: bool) -> Kernels | None:
     return native if native is not None and native.supports(xp) else None
 
 
+def _contiguous(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _sizes_tensor(batch_sizes: list[int] | None) -> Tensor | None:
+    return None if batch_sizes is None else torch.tensor(batch_sizes, dtype=torch.int64)
+
+
 def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
     """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
     with full batches every row is written, so no zero fill is needed."""
@@ -381,6 +403,22 @@ def _backward_native(native: Kernels, v, grads, batch_sizes) -> SimpleNamespace:
     grad_out = grads.out.contiguous()
     if b.carry_h is not None:
         b.carry_h = b.carry_h.contiguous()
+    if USE_NATIVE_LOOP and native.supports_sequence(v.acts):
+        carry_h = b.carry_h if b.carry_h is not None else grad_out.new_zeros(batch, v.h0.shape[-1])
+        ln_buffers = None
+        if ln:
+            ln_buffers = SimpleNamespace(
+                ln_hh=v.ln_hh, cell_weight=v.ln_cell_weight, rec_pre_ln=v.rec_pre_ln,
+                rec_stats=v.rec_stats, cell_stats=v.cell_stats, d_rec=b.rec, d_cn=b.cell_norm,
+            )  # fmt: skip
+        native.sequence_backward(
+            grad_out, carry_h, b.carry_c, v.acts, v.cells, v.tanh_cells, v.c0,
+            v.weight_hh.contiguous(), _contiguous(v.weight_hr), _sizes_tensor(batch_sizes),
+            b.proj_in, b.pre, ln_buffers,
+        )  # fmt: skip
+        b.carry_h = carry_h
+        return b
+
     recurrent_t = StepMatmul(v.weight_hh.t(), batch)
     project_t = StepMatmul(v.weight_hr.t(), batch) if b.proj_in is not None else None
 

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
@@ -66,14 +67,26 @@ def _compile(target: Path, flags: list[str]) -> None:
 class Kernels:
     """ctypes bindings of `_kernels.c` for float32 and float64 contiguous CPU tensors."""
 
-    def __init__(self, library: ctypes.CDLL) -> None:
+    def __init__(self, library: ctypes.CDLL, blas: dict[torch.dtype, int] | None = None) -> None:
         self._forward, self._backward, self._ln_forward, self._ln_backward = {}, {}, {}, {}
+        self._seq_forward, self._seq_backward, self._gemm_check = {}, {}, {}
         pointer, size = ctypes.c_void_p, ctypes.c_long
         for dtype, suffix, real in (
             (torch.float32, "f32", ctypes.c_float),
             (torch.float64, "f64", ctypes.c_double),
         ):
             for table, name, argtypes in (
+                (
+                    self._seq_forward,
+                    "lstm_sequence_forward",
+                    [pointer, *[size] * 4, *[pointer] * 12, real, *[pointer] * 6],
+                ),
+                (
+                    self._seq_backward,
+                    "lstm_sequence_backward",
+                    [pointer, *[size] * 4, *[pointer] * 20],
+                ),
+                (self._gemm_check, "gemm_check", [pointer, *[size] * 3, *[pointer] * 3]),
                 (self._forward, "lstm_forward", [size, size, *[pointer] * 7]),
                 (self._backward, "lstm_backward", [size, size, *[pointer] * 7]),
                 (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 14]),
@@ -83,8 +96,78 @@ class Kernels:
                 function.argtypes, function.restype = argtypes, None
                 table[dtype] = function
 
+        # dtype -> address of BLAS gemm, for the whole-sequence loops; only bindings that pass
+        # a check against torch.mm are kept.
+        self._blas = {d: f for d, f in (blas or {}).items() if self._gemm_works(d, f)}
+
     def supports(self, t: Tensor) -> bool:
         return t.device.type == "cpu" and t.dtype in self._forward
+
+    def supports_sequence(self, t: Tensor) -> bool:
+        """Whether `sequence_forward`/`sequence_backward` run for ``t``'s device and dtype."""
+        return t.device.type == "cpu" and t.dtype in self._blas
+
+    def _gemm_works(self, dtype: torch.dtype, gemm: int) -> bool:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(3, 5, dtype=dtype, generator=generator)
+        w = torch.randn(7, 5, dtype=dtype, generator=generator)
+        out = torch.empty(3, 7, dtype=dtype)
+        self._gemm_check[dtype](gemm, 3, 7, 5, a.data_ptr(), w.data_ptr(), out.data_ptr())
+        return torch.allclose(out, a @ w.t())
+
+    def sequence_forward(
+        self, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None,
+        batch_sizes: Tensor | None, acts: Tensor, cells: Tensor, tanh_cells: Tensor, out: Tensor,
+        pre_proj: Tensor | None, ln: SimpleNamespace | None,
+    ) -> None:  # fmt: skip
+        """A layer's whole forward time loop (see `lstmkit.nn.fused`), in one call.
+
+        ``xp, acts (T, B, 4H)``; ``h0 (B, P)``; ``c0 (B, H)``; ``weight_hh (4H, P)``;
+        ``weight_hr (P, H)`` or None; ``batch_sizes``: int64 ``(T,)`` or None (all rows);
+        outputs ``cells, tanh_cells (T, B, H)``, ``out (T, B, P)``, ``pre_proj (T, B, H)``
+        (with ``weight_hr``). ``ln``: None, or the layer-norm tensors ``ln_hh (4H,)``,
+        ``cell_weight, cell_bias (H,)``, outputs ``rec_pre_ln (T, B, 4H)``, ``rec_stats,
+        cell_stats (2, T, B, 1)`` and ``eps``. All contiguous.
+        """
+        steps, batch, gates = xp.shape
+        z = xp.new_empty(batch, gates) if ln is None else None
+        self._seq_forward[xp.dtype](
+            self._blas[xp.dtype], steps, batch, gates // 4, out.shape[-1], _ptr(batch_sizes),
+            xp.data_ptr(), h0.data_ptr(), c0.data_ptr(), weight_hh.data_ptr(), _ptr(weight_hr),
+            acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr(),
+            _ptr(pre_proj), _ptr(z), ln.eps if ln else 0.0, *(
+                _ptr(getattr(ln, name, None))
+                for name in ("ln_hh", "cell_weight", "cell_bias", "rec_pre_ln", "rec_stats",
+                             "cell_stats")
+            ),
+        )  # fmt: skip
+
+    def sequence_backward(
+        self, grad_out: Tensor, carry_h: Tensor, carry_c: Tensor, acts: Tensor, cells: Tensor,
+        tanh_cells: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None,
+        batch_sizes: Tensor | None, proj_in: Tensor | None, d_pre: Tensor,
+        ln: SimpleNamespace | None,
+    ) -> None:  # fmt: skip
+        """A layer's whole backward time loop, in one call; shapes as in `sequence_forward`.
+
+        ``grad_out (T, B, P)`` includes ``h_n``'s gradient at each row's last step when lengths
+        vary; ``carry_h (B, P)``: in, ``h_n``'s gradient (zeros when lengths vary), out,
+        ``h0``'s; ``carry_c (B, H)``: in, ``c_n``'s, out, ``c0``'s. Outputs ``d_pre`` (= d xp)
+        and, with ``weight_hr``, ``proj_in (T, B, P)``. ``ln`` as in `sequence_forward` plus the
+        outputs ``d_rec (T, B, 4H)`` and ``d_cn (T, B, H)``.
+        """
+        steps, batch, gates = acts.shape
+        dh = acts.new_empty(batch, gates // 4) if weight_hr is not None else None
+        self._seq_backward[acts.dtype](
+            self._blas[acts.dtype], steps, batch, gates // 4, carry_h.shape[-1],
+            _ptr(batch_sizes), grad_out.data_ptr(), carry_h.data_ptr(), carry_c.data_ptr(),
+            acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), c0.data_ptr(),
+            weight_hh.data_ptr(), _ptr(weight_hr), _ptr(proj_in), _ptr(dh), d_pre.data_ptr(), *(
+                _ptr(getattr(ln, name, None))
+                for name in ("ln_hh", "cell_weight", "rec_pre_ln", "rec_stats", "cell_stats",
+                             "d_rec", "d_cn")
+            ),
+        )  # fmt: skip
 
     def forward(
         self, xp: Tensor, z: Tensor, acts: Tensor, c_prev: Tensor, c: Tensor, s: Tensor, h: Tensor
@@ -144,6 +227,30 @@ class Kernels:
         )  # fmt: skip
 
 
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _torch_blas() -> dict[torch.dtype, int]:
+    """Addresses of the BLAS ``sgemm_``/``dgemm_`` that torch's CPU library exports (MKL in the
+    x86-64 wheels); empty where it exports none (then the loops stay in Python)."""
+    library = Path(torch.__file__).parent / "lib" / f"libtorch_cpu{_shared_suffix()}"
+    found = {}
+    try:
+        handle = ctypes.CDLL(str(library))
+    except OSError:
+        return found
+    for dtype, name in ((torch.float32, "sgemm_"), (torch.float64, "dgemm_")):
+        function = getattr(handle, name, None)
+        if function is not None:
+            found[dtype] = ctypes.cast(function, ctypes.c_void_p).value
+    return found
+
+
+def _shared_suffix() -> str:
+    return ".dylib" if platform.system() == "Darwin" else ".so"
+
+
 @cache
 def kernels() -> Kernels | None:
     """The compiled kernels, or ``None`` when they cannot be had here (logged once)."""
@@ -158,7 +265,8 @@ def kernels() -> Kernels | None:
     try:
         if not target.exists():
             _compile(target, flags)
-        return Kernels(ctypes.CDLL(str(target)))
+        blas = {} if os.environ.get("LSTMKIT_NATIVE_LOOP", "1") == "0" else _torch_blas()
+        return Kernels(ctypes.CDLL(str(target)), blas)
     except (OSError, RuntimeError) as error:
         log.warning("lstmkit native kernels unavailable, using torch ops (slower): %s", error)
         return None
