@@ -28,6 +28,10 @@ CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
     "cudnn": lambda *a, **k: CudnnLSTM(*a, **k),
     "custom": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
+    # the C kernels for each step's elementwise work, but the time loop in Python (one GEMM
+    # call and one kernel call per step) instead of the whole loop in C
+    "custom-steploop": lambda *a, **k: CustomLSTM(*a, **k),
+    "custom-layernorm-steploop": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
     # the fused path with its per-step elementwise work in torch ops instead of the C kernels
     "custom-torchops": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm-torchops": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
@@ -77,6 +81,7 @@ def bench_shape(
         for name in order:
             model = models[name]
             fused.USE_NATIVE = not name.endswith("-torchops")
+            fused.USE_NATIVE_LOOP = not name.endswith(("-torchops", "-steploop"))
             t_fwd = _timed(lambda m=model: forward(m), device)
             model.zero_grad(set_to_none=True)
             t_both = _timed(lambda m=model: forward_backward(m), device)
@@ -84,6 +89,14 @@ def bench_shape(
                 times[name]["fwd"].append(t_fwd)
                 times[name]["fwd+bwd"].append(t_both)
     return times
+
+
+def _native_status() -> str:
+    kernels = native.kernels()
+    if kernels is None:
+        return "no (torch-op fallback)"
+    loop = kernels.supports_sequence(torch.empty(0))
+    return "yes, time loop in C" if loop else "yes, time loop in Python (no BLAS binding)"
 
 
 def main() -> None:
@@ -121,7 +134,7 @@ def main() -> None:
     header = f"{'device':6} {'shape (B,T,C,H,L)':22} {'candidate':26} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}"
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, native kernels: "
-        f"{'yes' if native.kernels() is not None else 'no (torch-op fallback)'}"
+        f"{_native_status()}"
     )
     print(header)
     print("-" * len(header))

@@ -166,6 +166,17 @@ TASKS: dict[str, Task] = {
             predictions="adding",
         ),
         Task(
+            "adding_t500",
+            "reference_adding_t500",
+            "Adding problem, T=500",
+            "Hochreiter & Schmidhuber 1997, Exp. 4: stop criterion met after 209,000 training "
+            "sequences at T=500 (solved: abs. error < 0.04 in their target scaling)",
+            ">= 99 % of test sequences solved with fewer than 209,000 training sequences",
+            judge_adding,
+            predictions="adding",
+            smoke=(*SMOKE_SYNTHETIC, "data.seq_len=20"),
+        ),
+        Task(
             "copy_t50",
             "reference_copy_t50",
             "Copy-memory task, T=50",

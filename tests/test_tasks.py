@@ -7,6 +7,7 @@ import functools
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from lstmkit.nn import build_lstm
 from lstmkit.tasks import SequenceClassifier, SequenceRegressor, pool
@@ -182,3 +183,31 @@ def test_load_from_checkpoint_alone_rebuilds_the_model(tmp_path, backend):
     restored.eval()
     torch.testing.assert_close(restored(x), model(x))
     torch.testing.assert_close(restored.class_weights, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_epoch_metrics_equal_metrics_computed_by_hand_over_the_split():
+    """Metrics are logged once per epoch from the accumulated states: over a validation pass
+    (fixed weights) they equal accuracy and MAE computed by hand over all its batches."""
+    torch.manual_seed(0)
+    x = torch.randn(40, 7, 2)
+    labels = torch.randint(0, 3, (40,))
+    lengths = torch.randint(1, 8, (40,))
+    batches = [(x[i : i + 16], labels[i : i + 16], lengths[i : i + 16]) for i in (0, 16, 32)]
+    model = SequenceClassifier({"backend": "custom", "hidden_size": 4}, num_classes=3, input_size=2)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    for _ in range(2):  # a second pass must not mix in the first one's states
+        trainer.validate(model, dataloaders=DataLoader(batches, batch_size=None), verbose=False)
+    with torch.no_grad():
+        preds = torch.cat([model(xb, lb).argmax(-1) for xb, _, lb in batches])
+    expected = (preds == labels).float().mean()
+    torch.testing.assert_close(trainer.callback_metrics["val/acc"], expected)
+
+    regressor = SequenceRegressor({"backend": "cudnn", "hidden_size": 4}, input_size=2)
+    targets = torch.randn(40, 1)
+    reg_batches = [
+        (xb, targets[i : i + 16], lb) for i, (xb, _, lb) in zip((0, 16, 32), batches, strict=True)
+    ]
+    trainer.test(regressor, dataloaders=DataLoader(reg_batches, batch_size=None), verbose=False)
+    with torch.no_grad():
+        out = torch.cat([regressor(xb, lb) for xb, _, lb in reg_batches])
+    torch.testing.assert_close(trainer.callback_metrics["test/mae"], (out - targets).abs().mean())

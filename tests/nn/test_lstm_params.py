@@ -142,7 +142,7 @@ def test_input_bias_shifts_input_slice_of_bias_ih(backend):
 
 @pytest.mark.parametrize("backend", OUR_BACKENDS)
 def test_input_bias_needs_a_bias(backend):
-    with pytest.raises(ValueError, match="input_bias=-3.0 needs bias=True"):
+    with pytest.raises(ValueError, match=r"input_bias=-3\.0 needs bias=True"):
         make_ours(backend, 3, 4, bias=False, input_bias=-3.0)
 
 

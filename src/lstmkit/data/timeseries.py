@@ -9,6 +9,11 @@ Split (chronological, no shuffling across time): rows are cut into train/val/tes
 **target** rows, and its inputs are the ``window`` rows before them (for validation and test
 windows these may reach back into the previous split: those values are the known past, not
 leakage). The scaler is fitted on the training rows only.
+
+Log scale (``log_target=True``): the target columns (and the same columns where they are
+inputs) are replaced by their natural log before standardising, so that a series whose level
+and seasonal swings grow together becomes additive; the task gets ``log_target`` through
+:meth:`TimeSeriesDataModule.model_kwargs` and exponentiates its predictions back.
 """
 
 from __future__ import annotations
@@ -110,7 +115,11 @@ class TimeSeriesDataModule(FileDataModule):
     ``features`` columns, standardised with the training rows' mean and std; with
     ``missing="mask"`` one missing-indicator channel per input follows. Targets are
     standardised likewise, and the task gets the scaling (``target_mean``/``target_std``) so
-    its predictions come back in original units.
+    its predictions come back in original units. With ``log_target=True`` the target columns
+    (as targets and as inputs) are log-transformed first; the task gets ``log_target`` and
+    inverts it (``exp`` after de-standardising). The task also gets ``target_channels``: the
+    input channels that hold the targets in the targets' own scaling (the first ``O`` channels
+    when ``include_target=True``, else None), which residual forecasting needs.
 
     Args:
         target: target column name(s).
@@ -120,6 +129,8 @@ class TimeSeriesDataModule(FileDataModule):
         horizon: future steps to forecast.
         stride: steps between the starts of consecutive windows.
         include_target: whether past target values are inputs.
+        log_target: model the natural log of the target columns (every value must be > 0);
+            predictions and metrics stay in original units.
         **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
             augmentation (see :class:`FileDataModule`).
     """
@@ -133,6 +144,7 @@ class TimeSeriesDataModule(FileDataModule):
         horizon: int = 1,
         stride: int = 1,
         include_target: bool = True,
+        log_target: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -146,6 +158,7 @@ class TimeSeriesDataModule(FileDataModule):
         self.horizon = check_int("horizon", horizon)
         self.stride = check_int("stride", stride)
         self.include_target = bool(include_target)
+        self.log_target = bool(log_target)
         if not self.include_target and not self.features:
             raise ValueError("include_target=False needs features: the inputs would be empty")
         dup = set(self.targets) & set(self.features)
@@ -182,6 +195,8 @@ class TimeSeriesDataModule(FileDataModule):
         else:
             targets = numeric_values(frame, self.targets, source) if need_targets else None
         del frame
+        if self.log_target:  # in place: when targets are inputs, both see the log (a view)
+            self._take_log(inputs[:, :o] if self.include_target else targets, rows, source)
         if self.missing == "error":
             for arr, cols in ((inputs, self.input_columns), (targets, self.targets)):
                 where = None if arr is None else first_missing(torch.from_numpy(arr))
@@ -202,6 +217,27 @@ class TimeSeriesDataModule(FileDataModule):
         if self.missing == "mask" and targets is not None and self.include_target:
             targets = targets.copy()  # kept with its NaN: the inputs are standardised in place
         return {"inputs": inputs, "targets": targets, "rows": rows, "time": time}
+
+    def _take_log(self, values: np.ndarray | None, rows: Any, source: str) -> None:
+        """Replace the target columns ``values`` ``(N, O)`` by their natural log, in place
+        (NaN stays NaN for the missing-value policy).
+
+        Raises:
+            DataFileError: a value is zero or negative (names the column, the row and the key).
+        """
+        if values is None:
+            return
+        with np.errstate(invalid="ignore"):
+            bad = values <= 0  # NaN compares False: left to the missing-value policy
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DataFileError(
+                source,
+                f"log_target=true needs positive values, but column {self.targets[c]!r} holds "
+                f"{values[r, c]:g} at row {rows[r]}; set log_target=false (data.log_target="
+                "false), or shift/clean the column so that every value is > 0",
+            )
+        np.log(values, out=values)
 
     def _series(self, inputs: np.ndarray, stats: dict[str, Any]) -> Tensor:
         """Standardise (in place) and apply the missing policy: ``(N, C)`` -> ``(N, C')``."""
@@ -260,8 +296,12 @@ class TimeSeriesDataModule(FileDataModule):
             "input_std": _nanstd(torch.from_numpy(inputs[train])),
             "target_mean": _nanmean(t),
             "target_std": _nanstd(t),
+            "log_target": self.log_target,
         }
         self.fitted = stats
+        # the baseline predicts the training targets' mean in original units (read before
+        # the inputs, whose view ``t`` may be, are standardised in place)
+        baseline_mean = torch.tensor(_nanmean(t.exp() if self.log_target else t))
         x = self._series(inputs, stats)
         y = self._targets(x, targets, stats)
         bounds = {
@@ -282,8 +322,10 @@ class TimeSeriesDataModule(FileDataModule):
             self.splits[name] = ds
         self.split_rows = {k: v for k, v in bounds.items()}
         mean, std = torch.tensor(stats["target_mean"]), torch.tensor(stats["target_std"])
-        test_targets = self.splits["test"].all_targets() * std + mean  # (M, H, O) original
-        self._baseline = regression_baseline(mean, test_targets)
+        test_targets = self.splits["test"].all_targets() * std + mean  # (M, H, O)
+        if self.log_target:
+            test_targets = test_targets.exp()  # original units
+        self._baseline = regression_baseline(baseline_mean, test_targets)
 
     @property
     def input_kwargs(self) -> dict[str, int]:
@@ -292,6 +334,23 @@ class TimeSeriesDataModule(FileDataModule):
 
     def target_kwargs(self) -> dict[str, Any]:
         return {"output_size": len(self.targets), "horizon": self.horizon}
+
+    @property
+    def target_channels(self) -> list[int] | None:
+        """The input channels holding the targets, in the targets' scaling (the first ``O``
+        when ``include_target=True``; with ``missing="mask"`` the value channels come before
+        the indicators), or None when past targets are not inputs."""
+        return list(range(len(self.targets))) if self.include_target else None
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Sizes and target scaling (see the base class), plus ``log_target`` (the task
+        exponentiates its predictions back) and ``target_channels`` (for residual
+        forecasting)."""
+        return {
+            **super().model_kwargs(),
+            "log_target": self.log_target,
+            "target_channels": self.target_channels,
+        }
 
     def augment_kwargs(self) -> dict[str, Any]:
         return {**super().augment_kwargs(), "value_channels": len(self.input_columns)}
@@ -321,7 +380,7 @@ class TimeSeriesDataModule(FileDataModule):
         # filled before the inputs (whose view they may be) are standardised in place
         padded = np.full((n + self.horizon, len(self.targets)), np.nan, dtype=np.float32)
         if targets is not None:
-            padded[:n] = targets
+            padded[:n] = np.exp(targets) if self.log_target else targets  # original units
         x = self._series(inputs, stats)
         y = torch.from_numpy(padded)
         dataset = WindowDataset(x, torch.zeros(n + self.horizon, y.shape[1]), self.window,
@@ -354,7 +413,7 @@ class CSVDataModule(TimeSeriesDataModule):
 
     Args:
         path: the file.
-        target, features, time, window, horizon, stride, include_target: see
+        target, features, time, window, horizon, stride, include_target, log_target: see
             :class:`TimeSeriesDataModule`.
         **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
             ``noise_std``, ``step_dropout`` (see :class:`FileDataModule`).
@@ -370,9 +429,12 @@ class CSVDataModule(TimeSeriesDataModule):
         horizon: int = 1,
         stride: int = 1,
         include_target: bool = True,
+        log_target: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(target, features, time, window, horizon, stride, include_target, **kwargs)
+        super().__init__(
+            target, features, time, window, horizon, stride, include_target, log_target, **kwargs
+        )
         self._save_hparams(locals())
         self.path = str(path)
 
@@ -385,10 +447,23 @@ class AirlineDataModule(TimeSeriesDataModule):
     aeon's bundled copy (``pip install 'lstmkit[datasets]'``); no network needed.
 
     Columns: ``passengers`` (the target) and ``month`` (time, ``"1949-01"`` ...).
+    ``log_target=True`` models log(passengers): the seasonal swings, which grow with the
+    level, then have a constant size (see :class:`TimeSeriesDataModule`).
     """
 
-    def __init__(self, window: int = 24, horizon: int = 1, stride: int = 1, **kwargs: Any) -> None:
-        super().__init__("passengers", None, "month", window, horizon, stride, True, **kwargs)
+    def __init__(
+        self,
+        window: int = 24,
+        horizon: int = 1,
+        stride: int = 1,
+        log_target: bool = False,
+        month_features: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        features = ["month_sin", "month_cos"] if month_features else None
+        super().__init__(
+            "passengers", features, "month", window, horizon, stride, True, log_target, **kwargs
+        )
         self._save_hparams(locals())
 
     def read_frame(self) -> tuple[Any, str]:
@@ -398,7 +473,10 @@ class AirlineDataModule(TimeSeriesDataModule):
 
         values = np.asarray(aeon_loader("load_airline")(), dtype=np.float64)
         months = pd.period_range("1949-01", periods=len(values), freq="M").astype(str)
-        return pd.DataFrame({"passengers": values, "month": months}), "airline (aeon)"
+        angle = 2 * np.pi * np.arange(len(values)) / 12  # month of year: 0 in January
+        frame = pd.DataFrame({"passengers": values, "month": months})
+        frame["month_sin"], frame["month_cos"] = np.sin(angle), np.cos(angle)
+        return frame, "airline (aeon)"
 
 
 def _has_columns(path: str, columns: Sequence[str]) -> bool:

@@ -26,9 +26,17 @@ class SequenceRegressor(SequenceTask):
     """Predict ``output_size`` values for each of the next ``horizon`` steps from a sequence.
 
     Targets are ``(B, output_size)`` if ``horizon == 1`` else ``(B, horizon, output_size)``,
-    standardised by the data (``(y - target_mean) / target_std``). The loss is computed on the
-    standardised values; metrics (MSE, MAE, RMSE, R², MAPE over all outputs) and
-    :meth:`predict_step` are in the target's original units.
+    standardised by the data (``(y - target_mean) / target_std``, after a log when
+    ``log_target``). The loss is computed on the standardised values; metrics (MSE, MAE, RMSE,
+    R², MAPE over all outputs) and :meth:`predict_step` are in the target's original units.
+
+    Residual forecasting (``residual=True``): the prediction is the last observed value of
+    each target (input channel ``target_channels[o]`` at each sequence's last valid step,
+    ``lengths - 1``) plus the head's output, so the network learns the change rather than the
+    level (which a trending series may take beyond the training range). The same last value is
+    added to every one of the ``horizon`` steps. The target channels must hold the targets in
+    the targets' scaling, as the forecasting datamodules give them (``target_channels`` comes
+    from ``model_kwargs()``).
 
     Args:
         encoder: ``lstmkit.nn.build_lstm`` keyword arguments (``backend``, ``hidden_size``,
@@ -38,6 +46,12 @@ class SequenceRegressor(SequenceTask):
         horizon: future steps predicted at once (direct multi-step forecasting).
         target_mean, target_std: the data's target scaling, ``output_size`` values each
             (None: no scaling).
+        log_target: the data modelled ``log(target)``: predictions and metrics are
+            exponentiated back (after de-standardising) to original units.
+        target_channels: for each output, the input channel holding its past values in the
+            targets' scaling (``output_size`` ints), or None when the inputs hold no targets;
+            given by the data.
+        residual: predict ``last observed value + head output`` (needs ``target_channels``).
         vocab_size, embedding_dim, padding_idx: token inputs through an embedding.
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
@@ -68,6 +82,9 @@ class SequenceRegressor(SequenceTask):
         horizon: int = 1,
         target_mean: Sequence[float] | None = None,
         target_std: Sequence[float] | None = None,
+        log_target: bool = False,
+        target_channels: Sequence[int] | None = None,
+        residual: bool = False,
         vocab_size: int | None = None,
         embedding_dim: int | None = None,
         padding_idx: int | None = None,
@@ -95,7 +112,47 @@ class SequenceRegressor(SequenceTask):
                 raise ValueError(f"{name}={value.tolist()}: needs output_size={output_size} values")
         self.register_buffer("target_mean", mean.float(), persistent=False)
         self.register_buffer("target_std", std.float(), persistent=False)
+        self.log_target, self.residual = bool(log_target), bool(residual)
+        channels = self._check_residual(target_channels, input_size, vocab_size, tbptt_steps,
+                                        stateful)  # fmt: skip
+        self.register_buffer("target_channels", channels, persistent=False)
         self._build(out_features=self.horizon * self.output_size)
+
+    def _check_residual(
+        self,
+        target_channels: Sequence[int] | None,
+        input_size: int | None,
+        vocab_size: int | None,
+        tbptt_steps: int | None,
+        stateful: bool,
+    ) -> Tensor:
+        """The checked ``target_channels`` as an ``(O,)`` long tensor (empty when None)."""
+        if target_channels is None:
+            if self.residual:
+                kind = "token inputs" if vocab_size is not None else "its inputs"
+                raise ValueError(
+                    "residual=True adds the last observed target value to the prediction, but "
+                    f"the data has no target channels among {kind} (target_channels=None, e.g. "
+                    "a time series with include_target=false): set residual=false or "
+                    "include_target=true"
+                )
+            return torch.zeros(0, dtype=torch.long)
+        channels = [int(c) for c in target_channels]
+        if len(channels) != self.output_size:
+            raise ValueError(
+                f"target_channels={channels}: needs output_size={self.output_size} channels"
+            )
+        bad = [c for c in channels if c < 0 or (input_size is not None and c >= input_size)]
+        if bad or (vocab_size is not None and self.residual):
+            raise ValueError(
+                f"target_channels={channels}: not input channels of the "
+                f"{'token' if vocab_size is not None else f'input_size={input_size}'} inputs"
+            )
+        if self.residual and (tbptt_steps is not None or stateful):
+            raise ValueError(
+                "residual=True needs whole sequences: set tbptt_steps=null and stateful=false"
+            )
+        return torch.tensor(channels, dtype=torch.long)
 
     def make_metrics(self) -> MetricCollection:
         return MetricCollection(
@@ -109,15 +166,33 @@ class SequenceRegressor(SequenceTask):
         )
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Standardised predictions, ``(B, O)`` or ``(B, horizon, O)``."""
+        """Standardised predictions, ``(B, O)`` or ``(B, horizon, O)``; with ``residual``
+        the last observed target values plus the head's output."""
+        last = self.last_values(x, lengths) if self.residual else None  # (B, O)
+        import os
+
+        if last is not None and os.environ.get("RELX"):
+            x = x.index_add(-1, self.target_channels, -last.unsqueeze(1).expand(-1, x.shape[1], -1))
         out = self.head(self.features(x, lengths))  # (B, H*O)
         if self.horizon == 1:
-            return out
-        return out.view(-1, self.horizon, self.output_size)  # (B, H, O)
+            return out if last is None else out + last
+        out = out.view(-1, self.horizon, self.output_size)  # (B, H, O)
+        return out if last is None else out + last.unsqueeze(1)
+
+    def last_values(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The targets' input channels at each sequence's last valid step: ``(B, T, C)`` ->
+        ``(B, O)`` (step ``lengths - 1``, or ``T - 1`` when ``lengths`` is None)."""
+        values = x[..., self.target_channels]  # (B, T, O)
+        if lengths is None:
+            return values[:, -1]
+        last = (lengths.to(x.device).long() - 1).clamp_min(0)  # (B,)
+        return values[torch.arange(len(x), device=x.device), last]  # (B, O)
 
     def inverse_transform(self, y: Tensor) -> Tensor:
-        """Standardised values ``(..., O)`` -> original units."""
-        return y * self.target_std + self.target_mean
+        """Standardised values ``(..., O)`` -> original units (``exp`` after de-standardising
+        when ``log_target``)."""
+        y = y * self.target_std + self.target_mean
+        return y.exp() if self.log_target else y
 
     def compute_loss(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
         if self.hparams.loss == "mse":
