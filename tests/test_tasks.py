@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lstmkit.nn import build_lstm
-from lstmkit.tasks import SequenceClassifier, SequenceRegressor, pool
+from lstmkit.tasks import Seq2SeqLSTM, SequenceClassifier, SequenceRegressor, pool
 from lstmkit.tasks.classification import IGNORE_INDEX
 
 BACKENDS = ["custom", "cudnn"]
@@ -211,3 +211,15 @@ def test_epoch_metrics_equal_metrics_computed_by_hand_over_the_split():
     with torch.no_grad():
         out = torch.cat([regressor(xb, lb) for xb, _, lb in reg_batches])
     torch.testing.assert_close(trainer.callback_metrics["test/mae"], (out - targets).abs().mean())
+
+
+def test_seq2seq_forecaster_takes_log_targets_from_time_series_data():
+    """Time-series data hands every regression task ``log_target`` and ``target_channels``;
+    the seq2seq forecaster turns predictions back with exp (hand-computed)."""
+    model = Seq2SeqLSTM(
+        {"hidden_size": 4}, input_size=1, output_size=1, horizon=2, target_mean=[1.0],
+        target_std=[2.0], log_target=True, target_channels=[0],
+    )  # fmt: skip
+    standardised = torch.tensor([[[0.5], [-1.0]]])
+    expected = torch.exp(standardised * 2.0 + 1.0)
+    torch.testing.assert_close(model.inverse_transform(standardised), expected)

@@ -78,6 +78,12 @@ def test_what_cannot_stream_is_refused_with_the_reason(tmp_path):
     seq2seq = Seq2SeqLSTM({"hidden_size": 8}, vocab_size=5, num_classes=5)
     with pytest.raises(ExportError, match="encoder-decoder"):
         export_onnx(seq2seq, tmp_path / "s")
+    for option in ("residual", "relative_inputs"):
+        forecaster = SequenceRegressor(
+            {"hidden_size": 8}, input_size=2, target_channels=[0], **{option: True}
+        )
+        with pytest.raises(ExportError, match=f"model.{option}=true"):
+            export_onnx(forecaster, tmp_path / option)
 
 
 def test_never_overwrites_without_permission(tmp_path):

@@ -457,12 +457,10 @@ class AirlineDataModule(TimeSeriesDataModule):
         horizon: int = 1,
         stride: int = 1,
         log_target: bool = False,
-        month_features: bool = False,
         **kwargs: Any,
     ) -> None:
-        features = ["month_sin", "month_cos"] if month_features else None
         super().__init__(
-            "passengers", features, "month", window, horizon, stride, True, log_target, **kwargs
+            "passengers", None, "month", window, horizon, stride, True, log_target, **kwargs
         )
         self._save_hparams(locals())
 
@@ -473,10 +471,7 @@ class AirlineDataModule(TimeSeriesDataModule):
 
         values = np.asarray(aeon_loader("load_airline")(), dtype=np.float64)
         months = pd.period_range("1949-01", periods=len(values), freq="M").astype(str)
-        angle = 2 * np.pi * np.arange(len(values)) / 12  # month of year: 0 in January
-        frame = pd.DataFrame({"passengers": values, "month": months})
-        frame["month_sin"], frame["month_cos"] = np.sin(angle), np.cos(angle)
-        return frame, "airline (aeon)"
+        return pd.DataFrame({"passengers": values, "month": months}), "airline (aeon)"
 
 
 def _has_columns(path: str, columns: Sequence[str]) -> bool:

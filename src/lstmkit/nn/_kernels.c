@@ -157,7 +157,8 @@ DEFINE_LN_KERNELS(float, f32, sqrtf)
 DEFINE_LN_KERNELS(double, f64, sqrt)
 
 /* Whole time loops: the per-step GEMMs go through BLAS (`gemm`, Fortran `sgemm_`/`dgemm_`,
- * column-major, found in torch's own library by native.py) and the elementwise work through the
+ * column-major, found in torch's own library by native.py; with MKL, float32 steps with the
+ * whole batch use `compute` on weights packed once per call) and the elementwise work through the
  * kernels above, so a layer's forward or backward is one call with no per-step dispatch.
  * All buffers are row-major and contiguous, time-major: (T, B, ·). `batch_sizes` (NULL: all
  * rows at every step) is non-increasing, as in PackedSequence; step t touches its first rows. */
@@ -165,29 +166,36 @@ DEFINE_LN_KERNELS(double, f64, sqrt)
   typedef void (*gemm_##SUFFIX)(const char *, const char *, const int *, const int *,           \
                                 const int *, const T *, const T *, const int *, const T *,      \
                                 const int *, const T *, T *, const int *);                      \
-  /* out (n, cols) = a (n, k) @ w.T, w (cols, k) */                                             \
-  static void mm_nt_##SUFFIX(gemm_##SUFFIX gemm, long n, long cols, long k, const T *a,         \
-                             const T *w, T *out) {                                              \
+  /* MKL's packed-matrix GEMM (cblas_?gemm_compute with a B packed once per call), or NULL. */ \
+  typedef void (*compute_##SUFFIX)(int, int, int, int, int, int, const T *, int, const T *, int, \
+                                   T, T *, int);                                                \
+  typedef struct {                                                                              \
+    gemm_##SUFFIX gemm;                                                                         \
+    compute_##SUFFIX compute;                                                                   \
+  } blas_##SUFFIX;                                                                              \
+  /* out (n, cols) = a (n, k) @ op(w): op(w) = w.T for w (cols, k) when `transposed`, else w   \
+   * (k, cols). `packed` (or NULL): op(w) packed by cblas_?gemm_pack for n rows. */              \
+  static void mm_##SUFFIX(const blas_##SUFFIX *blas, long n, long cols, long k, const T *a,     \
+                          const T *w, int transposed, const T *packed, T *out) {                \
     const int m_ = (int)cols, n_ = (int)n, k_ = (int)k;                                         \
     const T one = 1, zero = 0;                                                                  \
-    gemm("T", "N", &m_, &n_, &k_, &one, w, &k_, a, &k_, &zero, out, &m_);                       \
-  }                                                                                             \
-  /* out (n, cols) = a (n, k) @ w, w (k, cols) */                                               \
-  static void mm_nn_##SUFFIX(gemm_##SUFFIX gemm, long n, long cols, long k, const T *a,         \
-                             const T *w, T *out) {                                              \
-    const int m_ = (int)cols, n_ = (int)n, k_ = (int)k;                                         \
-    const T one = 1, zero = 0;                                                                  \
-    gemm("N", "N", &m_, &n_, &k_, &one, w, &m_, a, &k_, &zero, out, &m_);                       \
+    if (packed && blas->compute) /* row-major, A as is, B packed */                             \
+      blas->compute(101, 111, 151, n_, m_, k_, a, k_, packed, m_, zero, out, m_);               \
+    else if (transposed)                                                                        \
+      blas->gemm("T", "N", &m_, &n_, &k_, &one, w, &k_, a, &k_, &zero, out, &m_);               \
+    else                                                                                        \
+      blas->gemm("N", "N", &m_, &n_, &k_, &one, w, &m_, a, &k_, &zero, out, &m_);               \
   }                                                                                             \
   /* Forward of one layer and direction. z: scratch (B, 4H). w_hr and pre_proj: NULL without  \
    * projection. ln_hh: NULL without layer norm (then g_c, b_c, rec_pre_ln, the stats unused); \
    * rec_stats/cell_stats: (2, T, B), mean then rstd. */                                        \
   void lstm_sequence_forward_##SUFFIX(                                                          \
-      gemm_##SUFFIX gemm, long steps, long batch, long hidden, long state,                      \
-      const long *batch_sizes, const T *xp, const T *h0, const T *c0, const T *w_hh,            \
-      const T *w_hr, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps,        \
+      gemm_##SUFFIX gemm, compute_##SUFFIX compute, long steps, long batch, long hidden,        \
+      long state, const long *batch_sizes, const T *xp, const T *h0, const T *c0,               \
+      const T *w_hh, const T *w_hh_packed, const T *w_hr, const T *w_hr_packed, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps,        \
       const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats) { \
     long gates = 4 * hidden, tb = steps * batch;                                                \
+    const blas_##SUFFIX blas = {gemm, compute};                                                 \
     for (long t = 0; t < steps; ++t) {                                                          \
       long n = batch_sizes ? batch_sizes[t] : batch;                                            \
       const T *h_prev = t ? out + (t - 1) * batch * state : h0;                                 \
@@ -197,7 +205,7 @@ DEFINE_LN_KERNELS(double, f64, sqrt)
       T *r_t = w_hr ? pre_proj + t * batch * hidden : h_t;                                      \
       T *a_t = acts + t * batch * gates, *c_t = cells + t * batch * hidden;                     \
       T *s_t = tanh_cells + t * batch * hidden;                                                 \
-      mm_nt_##SUFFIX(gemm, n, gates, state, h_prev, w_hh, z_t);                                 \
+      mm_##SUFFIX(&blas, n, gates, state, h_prev, w_hh, 1, n == batch ? w_hh_packed : 0, z_t);  \
       if (ln_hh)                                                                                \
         lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + t * batch * gates, z_t, ln_hh, g_c, b_c,  \
                                  a_t, c_prev, c_t, s_t, r_t, rec_stats + t * batch,             \
@@ -205,7 +213,8 @@ DEFINE_LN_KERNELS(double, f64, sqrt)
                                  cell_stats + tb + t * batch);                                  \
       else                                                                                      \
         lstm_forward_##SUFFIX(n, hidden, xp + t * batch * gates, z_t, a_t, c_prev, c_t, s_t, r_t); \
-      if (w_hr) mm_nt_##SUFFIX(gemm, n, state, hidden, r_t, w_hr, h_t);                         \
+      if (w_hr)                                                                                 \
+        mm_##SUFFIX(&blas, n, state, hidden, r_t, w_hr, 1, n == batch ? w_hr_packed : 0, h_t);  \
     }                                                                                           \
   }                                                                                             \
   /* Backward of one layer and direction. grad_out (T, B, P) holds d loss / d output, with     \
@@ -215,19 +224,21 @@ DEFINE_LN_KERNELS(double, f64, sqrt)
    * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.  \
    * Rows of an output that no step touches are left as they are (the caller zeroes them). */   \
   void lstm_sequence_backward_##SUFFIX(                                                         \
-      gemm_##SUFFIX gemm, long steps, long batch, long hidden, long state,                      \
-      const long *batch_sizes, const T *grad_out, T *carry_h, T *carry_c, const T *acts,        \
-      const T *cells, const T *tanh_cells, const T *c0, const T *w_hh, const T *w_hr,           \
+      gemm_##SUFFIX gemm, compute_##SUFFIX compute, long steps, long batch, long hidden,        \
+      long state, const long *batch_sizes, const T *grad_out, T *carry_h, T *carry_c,           \
+      const T *acts, const T *cells, const T *tanh_cells, const T *c0, const T *w_hh,           \
+      const T *w_hh_packed, const T *w_hr, const T *w_hr_packed,                                \
       T *proj_in, T *dh, T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln,           \
       const T *rec_stats, const T *cell_stats, T *d_rec, T *d_cn) {                             \
     long gates = 4 * hidden, tb = steps * batch;                                                \
+    const blas_##SUFFIX blas = {gemm, compute};                                                 \
     for (long t = steps - 1; t >= 0; --t) {                                                     \
       long n = batch_sizes ? batch_sizes[t] : batch;                                            \
       const T *dh_a = grad_out + t * batch * state, *dh_b = carry_h;                            \
       if (w_hr) {                                                                               \
         T *p = proj_in + t * batch * state;                                                     \
         for (long k = 0; k < n * state; ++k) p[k] = dh_a[k] + carry_h[k];                       \
-        mm_nn_##SUFFIX(gemm, n, hidden, state, p, w_hr, dh);                                    \
+        mm_##SUFFIX(&blas, n, hidden, state, p, w_hr, 0, n == batch ? w_hr_packed : 0, dh);     \
         dh_a = dh;                                                                              \
         dh_b = 0;                                                                               \
       }                                                                                         \
@@ -245,13 +256,14 @@ DEFINE_LN_KERNELS(double, f64, sqrt)
       } else {                                                                                  \
         lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c, a_t, s_t, c_prev, dp_t);         \
       }                                                                                         \
-      mm_nn_##SUFFIX(gemm, n, state, gates, src, w_hh, carry_h);                                \
+      mm_##SUFFIX(&blas, n, state, gates, src, w_hh, 0, n == batch ? w_hh_packed : 0, carry_h); \
     }                                                                                           \
   }                                                                                             \
   /* out (n, cols) = a (n, k) @ w.T through `gemm`: native.py checks the BLAS binding with it. */ \
-  void gemm_check_##SUFFIX(gemm_##SUFFIX gemm, long n, long cols, long k, const T *a,           \
-                           const T *w, T *out) {                                                \
-    mm_nt_##SUFFIX(gemm, n, cols, k, a, w, out);                                                \
+  void gemm_check_##SUFFIX(gemm_##SUFFIX gemm, compute_##SUFFIX compute, long n, long cols,     \
+                           long k, const T *a, const T *w, const T *packed, T *out) {           \
+    const blas_##SUFFIX blas = {gemm, compute};                                                 \
+    mm_##SUFFIX(&blas, n, cols, k, a, w, 1, packed, out);                                       \
   }
 
 DEFINE_SEQUENCE(float, f32)

@@ -13,7 +13,9 @@ recurrence leaves the time loop:
 The elementwise work of a step runs in one of two implementations of the same equations:
 
 * **native** — one C loop each way (`lstmkit.nn.native`), for the plain and the layer-norm LSTM
-  on CPU when a C compiler is available;
+  on CPU when a C compiler is available; where torch's library exports a BLAS (MKL in the x86-64
+  wheels) the whole time loop runs in C too, one call per layer and direction each way, with
+  the per-step GEMMs through that BLAS (no per-step Python or dispatch);
 * **torch ops** — ~7 ops a step forward and ~6 backward for the plain LSTM (more per variant),
   with the backward's local derivatives computed for all steps at once before the loop. It serves
   every variant, every device and dtype.

@@ -24,6 +24,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,7 +68,7 @@ def _compile(target: Path, flags: list[str]) -> None:
 class Kernels:
     """ctypes bindings of `_kernels.c` for float32 and float64 contiguous CPU tensors."""
 
-    def __init__(self, library: ctypes.CDLL, blas: dict[torch.dtype, int] | None = None) -> None:
+    def __init__(self, library: ctypes.CDLL, blas: dict[torch.dtype, Blas] | None = None) -> None:
         self._forward, self._backward, self._ln_forward, self._ln_backward = {}, {}, {}, {}
         self._seq_forward, self._seq_backward, self._gemm_check = {}, {}, {}
         pointer, size = ctypes.c_void_p, ctypes.c_long
@@ -79,14 +80,14 @@ class Kernels:
                 (
                     self._seq_forward,
                     "lstm_sequence_forward",
-                    [pointer, *[size] * 4, *[pointer] * 12, real, *[pointer] * 6],
+                    [pointer, pointer, *[size] * 4, *[pointer] * 14, real, *[pointer] * 6],
                 ),
                 (
                     self._seq_backward,
                     "lstm_sequence_backward",
-                    [pointer, *[size] * 4, *[pointer] * 20],
+                    [pointer, pointer, *[size] * 4, *[pointer] * 22],
                 ),
-                (self._gemm_check, "gemm_check", [pointer, *[size] * 3, *[pointer] * 3]),
+                (self._gemm_check, "gemm_check", [pointer, pointer, *[size] * 3, *[pointer] * 4]),
                 (self._forward, "lstm_forward", [size, size, *[pointer] * 7]),
                 (self._backward, "lstm_backward", [size, size, *[pointer] * 7]),
                 (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 14]),
@@ -96,9 +97,14 @@ class Kernels:
                 function.argtypes, function.restype = argtypes, None
                 table[dtype] = function
 
-        # dtype -> address of BLAS gemm, for the whole-sequence loops; only bindings that pass
-        # a check against torch.mm are kept.
-        self._blas = {d: f for d, f in (blas or {}).items() if self._gemm_works(d, f)}
+        # dtype -> BLAS functions for the whole-sequence loops; only bindings that pass a check
+        # against torch.mm are kept (and packed GEMM only if it passes too).
+        self._blas = {}
+        for dtype, functions in (blas or {}).items():
+            if functions.packed is not None and not self._gemm_works(dtype, functions, True):
+                functions = Blas(functions.gemm)
+            if self._gemm_works(dtype, functions, False):
+                self._blas[dtype] = functions
 
     def supports(self, t: Tensor) -> bool:
         return t.device.type == "cpu" and t.dtype in self._forward
@@ -107,12 +113,16 @@ class Kernels:
         """Whether `sequence_forward`/`sequence_backward` run for ``t``'s device and dtype."""
         return t.device.type == "cpu" and t.dtype in self._blas
 
-    def _gemm_works(self, dtype: torch.dtype, gemm: int) -> bool:
+    def _gemm_works(self, dtype: torch.dtype, blas: Blas, packed: bool) -> bool:
         generator = torch.Generator().manual_seed(0)
         a = torch.randn(3, 5, dtype=dtype, generator=generator)
         w = torch.randn(7, 5, dtype=dtype, generator=generator)
         out = torch.empty(3, 7, dtype=dtype)
-        self._gemm_check[dtype](gemm, 3, 7, 5, a.data_ptr(), w.data_ptr(), out.data_ptr())
+        packed_w = blas.pack(w, transposed=True, rows=3) if packed else None
+        self._gemm_check[dtype](
+            blas.gemm, blas.compute_address, 3, 7, 5, a.data_ptr(), w.data_ptr(),
+            _ptr(packed_w), out.data_ptr(),
+        )  # fmt: skip
         return torch.allclose(out, a @ w.t())
 
     def sequence_forward(
@@ -131,10 +141,14 @@ class Kernels:
         """
         steps, batch, gates = xp.shape
         z = xp.new_empty(batch, gates) if ln is None else None
+        blas = self._blas[xp.dtype]
+        # each weight packed once for all full-batch steps: B = weight.T
+        hh_packed = blas.pack(weight_hh, transposed=True, rows=batch)
+        hr_packed = None if weight_hr is None else blas.pack(weight_hr, transposed=True, rows=batch)
         self._seq_forward[xp.dtype](
-            self._blas[xp.dtype], steps, batch, gates // 4, out.shape[-1], _ptr(batch_sizes),
-            xp.data_ptr(), h0.data_ptr(), c0.data_ptr(), weight_hh.data_ptr(), _ptr(weight_hr),
-            acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr(),
+            blas.gemm, blas.compute_address, steps, batch, gates // 4, out.shape[-1],
+            _ptr(batch_sizes), xp.data_ptr(), h0.data_ptr(), c0.data_ptr(), weight_hh.data_ptr(),
+            _ptr(hh_packed), _ptr(weight_hr), _ptr(hr_packed), acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr(),
             _ptr(pre_proj), _ptr(z), ln.eps if ln else 0.0, *(
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "cell_bias", "rec_pre_ln", "rec_stats",
@@ -158,11 +172,18 @@ class Kernels:
         """
         steps, batch, gates = acts.shape
         dh = acts.new_empty(batch, gates // 4) if weight_hr is not None else None
+        blas = self._blas[acts.dtype]
+        # B = weight as is: the gradients flow back through x @ weight.T
+        hh_packed = blas.pack(weight_hh, transposed=False, rows=batch)
+        hr_packed = (
+            None if weight_hr is None else blas.pack(weight_hr, transposed=False, rows=batch)
+        )
         self._seq_backward[acts.dtype](
-            self._blas[acts.dtype], steps, batch, gates // 4, carry_h.shape[-1],
+            blas.gemm, blas.compute_address, steps, batch, gates // 4, carry_h.shape[-1],
             _ptr(batch_sizes), grad_out.data_ptr(), carry_h.data_ptr(), carry_c.data_ptr(),
             acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), c0.data_ptr(),
-            weight_hh.data_ptr(), _ptr(weight_hr), _ptr(proj_in), _ptr(dh), d_pre.data_ptr(), *(
+            weight_hh.data_ptr(), _ptr(hh_packed), _ptr(weight_hr), _ptr(hr_packed),
+            _ptr(proj_in), _ptr(dh), d_pre.data_ptr(), *(
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "rec_pre_ln", "rec_stats", "cell_stats",
                              "d_rec", "d_cn")
@@ -231,19 +252,65 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _torch_blas() -> dict[torch.dtype, int]:
-    """Addresses of the BLAS ``sgemm_``/``dgemm_`` that torch's CPU library exports (MKL in the
-    x86-64 wheels); empty where it exports none (then the loops stay in Python)."""
+class Blas:
+    """The BLAS functions of one dtype: Fortran ``?gemm_`` and, with MKL, its packed-matrix API.
+
+    ``gemm``: the address of ``sgemm_``/``dgemm_``. ``packed``: None, or the ctypes functions
+    ``(get_size, pack, compute)`` of ``cblas_?gemm_pack_get_size/_pack/_compute``: a weight used
+    at every step is packed once per call, as oneDNN does for ``torch.nn.LSTM``.
+    """
+
+    ROW_MAJOR, NO_TRANS, TRANS, B_MATRIX = 101, 111, 112, 162  # CBLAS enum values
+
+    def __init__(self, gemm: int, packed: tuple[Any, Any, Any] | None = None) -> None:
+        self.gemm, self.packed = gemm, packed
+        compute = None if packed is None else packed[2]
+        self.compute_address = (
+            None if compute is None else ctypes.cast(compute, ctypes.c_void_p).value
+        )
+
+    def pack(self, weight: Tensor, transposed: bool, rows: int) -> Tensor | None:
+        """``weight.T`` (``transposed``, weight ``(cols, k)``) or ``weight`` (``(k, cols)``)
+        packed as the B matrix of GEMMs with ``rows`` rows; None without the packed API."""
+        if self.packed is None:
+            return None
+        get_size, pack, _ = self.packed
+        weight = weight.contiguous()
+        cols, k = weight.shape if transposed else weight.shape[::-1]
+        trans = self.TRANS if transposed else self.NO_TRANS
+        size = get_size(self.B_MATRIX, rows, cols, k)
+        buffer = torch.empty(-(-size // weight.element_size()), dtype=weight.dtype)
+        pack(self.ROW_MAJOR, self.B_MATRIX, trans, rows, cols, k, 1.0, weight.data_ptr(),
+             weight.shape[1], buffer.data_ptr())  # fmt: skip
+        return buffer
+
+
+def _torch_blas() -> dict[torch.dtype, Blas]:
+    """The BLAS that torch's CPU library exports (MKL in the x86-64 wheels): ``sgemm_``/
+    ``dgemm_`` and, for float32, MKL's packed GEMM; empty where it exports none (then the
+    loops stay in Python)."""
     library = Path(torch.__file__).parent / "lib" / f"libtorch_cpu{_shared_suffix()}"
     found = {}
     try:
         handle = ctypes.CDLL(str(library))
     except OSError:
         return found
+    c_int, c_ptr = ctypes.c_int, ctypes.c_void_p
     for dtype, name in ((torch.float32, "sgemm_"), (torch.float64, "dgemm_")):
         function = getattr(handle, name, None)
-        if function is not None:
-            found[dtype] = ctypes.cast(function, ctypes.c_void_p).value
+        if function is None:
+            continue
+        packed = None
+        names = ("cblas_sgemm_pack_get_size", "cblas_sgemm_pack", "cblas_sgemm_compute")
+        if dtype == torch.float32 and all(hasattr(handle, n) for n in names):
+            get_size = ctypes.CFUNCTYPE(ctypes.c_size_t, c_int, c_int, c_int, c_int)(
+                ctypes.cast(getattr(handle, names[0]), c_ptr).value
+            )
+            pack = ctypes.CFUNCTYPE(
+                None, c_int, c_int, c_int, c_int, c_int, c_int, ctypes.c_float, c_ptr, c_int, c_ptr
+            )(ctypes.cast(getattr(handle, names[1]), c_ptr).value)
+            packed = (get_size, pack, getattr(handle, names[2]))
+        found[dtype] = Blas(ctypes.cast(function, c_ptr).value, packed)
     return found
 
 

@@ -45,6 +45,13 @@ def _check_task(model: nn.Module) -> None:
         )
     if not hasattr(model, "encoder") or not hasattr(model, "head"):
         raise ExportError(f"{type(model).__name__} is not an lstmkit sequence task")
+    for option in ("residual", "relative_inputs"):
+        if model.hparams.get(option):
+            raise ExportError(
+                f"model.{option}=true: the exported graphs hold the encoder and the head only, "
+                "not the forecast's offset by the last observed value; export a model trained "
+                f"without {option} (or add the last input value to the graph's output yourself)"
+            )
 
 
 def variants(core: nn.Module) -> list[str]:
@@ -225,6 +232,8 @@ def export_onnx(
         "output": "logits" if hasattr(model, "num_classes") else "standardised values",
         "target_mean": hp.get("target_mean"),
         "target_std": hp.get("target_std"),
+        # targets are logs: original units are exp(y * target_std + target_mean)
+        "log_target": bool(hp.get("log_target", False)),
         "vocab_size": hp.get("vocab_size"),
         "input_size": hp.get("input_size"),
         "num_layers": model.encoder.num_layers,

@@ -36,7 +36,9 @@ class SequenceRegressor(SequenceTask):
     level (which a trending series may take beyond the training range). The same last value is
     added to every one of the ``horizon`` steps. The target channels must hold the targets in
     the targets' scaling, as the forecasting datamodules give them (``target_channels`` comes
-    from ``model_kwargs()``).
+    from ``model_kwargs()``). ``relative_inputs=True`` also removes that last value from the
+    target input channels, so the whole model becomes invariant to the series' level
+    (scale-invariant with a log-scale target).
 
     Args:
         encoder: ``lstmkit.nn.build_lstm`` keyword arguments (``backend``, ``hidden_size``,
@@ -52,6 +54,10 @@ class SequenceRegressor(SequenceTask):
             targets' scaling (``output_size`` ints), or None when the inputs hold no targets;
             given by the data.
         residual: predict ``last observed value + head output`` (needs ``target_channels``).
+        relative_inputs: feed the encoder the target channels minus their last observed value
+            (level-free windows: the network sees the shape of the recent past, not its
+            level, so it does not have to extrapolate to levels never seen in training);
+            needs ``target_channels``. Usually combined with ``residual``.
         vocab_size, embedding_dim, padding_idx: token inputs through an embedding.
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
@@ -85,6 +91,7 @@ class SequenceRegressor(SequenceTask):
         log_target: bool = False,
         target_channels: Sequence[int] | None = None,
         residual: bool = False,
+        relative_inputs: bool = False,
         vocab_size: int | None = None,
         embedding_dim: int | None = None,
         padding_idx: int | None = None,
@@ -113,8 +120,10 @@ class SequenceRegressor(SequenceTask):
         self.register_buffer("target_mean", mean.float(), persistent=False)
         self.register_buffer("target_std", std.float(), persistent=False)
         self.log_target, self.residual = bool(log_target), bool(residual)
-        channels = self._check_residual(target_channels, input_size, vocab_size, tbptt_steps,
-                                        stateful)  # fmt: skip
+        self.relative_inputs = bool(relative_inputs)
+        channels = self._check_residual(
+            target_channels, input_size, vocab_size, tbptt_steps, stateful
+        )
         self.register_buffer("target_channels", channels, persistent=False)
         self._build(out_features=self.horizon * self.output_size)
 
@@ -127,14 +136,15 @@ class SequenceRegressor(SequenceTask):
         stateful: bool,
     ) -> Tensor:
         """The checked ``target_channels`` as an ``(O,)`` long tensor (empty when None)."""
+        options = [n for n in ("residual", "relative_inputs") if getattr(self, n)]
         if target_channels is None:
-            if self.residual:
+            if options:
                 kind = "token inputs" if vocab_size is not None else "its inputs"
                 raise ValueError(
-                    "residual=True adds the last observed target value to the prediction, but "
-                    f"the data has no target channels among {kind} (target_channels=None, e.g. "
-                    "a time series with include_target=false): set residual=false or "
-                    "include_target=true"
+                    f"{options[0]}=True uses the last observed target value, but the data has "
+                    f"no target channels among {kind} (target_channels=None, e.g. a time "
+                    f"series with include_target=false): set {options[0]}=false, or "
+                    "include_target=true in the data"
                 )
             return torch.zeros(0, dtype=torch.long)
         channels = [int(c) for c in target_channels]
@@ -143,14 +153,14 @@ class SequenceRegressor(SequenceTask):
                 f"target_channels={channels}: needs output_size={self.output_size} channels"
             )
         bad = [c for c in channels if c < 0 or (input_size is not None and c >= input_size)]
-        if bad or (vocab_size is not None and self.residual):
+        if bad or (vocab_size is not None and options):
             raise ValueError(
                 f"target_channels={channels}: not input channels of the "
                 f"{'token' if vocab_size is not None else f'input_size={input_size}'} inputs"
             )
-        if self.residual and (tbptt_steps is not None or stateful):
+        if options and (tbptt_steps is not None or stateful):
             raise ValueError(
-                "residual=True needs whole sequences: set tbptt_steps=null and stateful=false"
+                f"{options[0]}=True needs whole sequences: set tbptt_steps=null and stateful=false"
             )
         return torch.tensor(channels, dtype=torch.long)
 
@@ -167,13 +177,19 @@ class SequenceRegressor(SequenceTask):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Standardised predictions, ``(B, O)`` or ``(B, horizon, O)``; with ``residual``
-        the last observed target values plus the head's output."""
-        last = self.last_values(x, lengths) if self.residual else None  # (B, O)
-        import os
+        the last observed target values plus the head's output.
 
-        if last is not None and os.environ.get("RELX"):
-            x = x.index_add(-1, self.target_channels, -last.unsqueeze(1).expand(-1, x.shape[1], -1))
+        Args:
+            x: ``(B, T, C)`` features (or ``(B, T)`` token ids).
+            lengths: ``(B,)`` valid steps per sequence; None when all fill ``T``.
+        """
+        needs_last = self.residual or self.relative_inputs
+        last = self.last_values(x, lengths) if needs_last else None  # (B, O)
+        if self.relative_inputs:  # target channels minus their last value, at every step
+            shift = last.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, T, O)
+            x = x.index_add(-1, self.target_channels, -shift)
         out = self.head(self.features(x, lengths))  # (B, H*O)
+        last = last if self.residual else None
         if self.horizon == 1:
             return out if last is None else out + last
         out = out.view(-1, self.horizon, self.output_size)  # (B, H, O)

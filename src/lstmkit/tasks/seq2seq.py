@@ -73,6 +73,10 @@ class Seq2SeqLSTM(SequenceTask):
         bos_index, eos_index: the start and end tokens of the outputs.
         max_output_len: the longest greedy decoding (tokens).
         output_size, horizon, target_mean, target_std: real-valued outputs (see above).
+        log_target: the data's targets are logs (``data.log_target``): predictions and metrics
+            are turned back with ``exp`` after de-standardising.
+        target_channels: which input channels hold the targets (given by time-series data;
+            accepted for a uniform interface, not used by this task).
         teacher_forcing: probability of feeding the target in training at the first epoch.
         teacher_forcing_final: the probability reached after ``teacher_forcing_epochs`` epochs
             (linear schedule; None keeps ``teacher_forcing``).
@@ -105,6 +109,8 @@ class Seq2SeqLSTM(SequenceTask):
         horizon: int | None = None,
         target_mean: Sequence[float] | None = None,
         target_std: Sequence[float] | None = None,
+        log_target: bool = False,
+        target_channels: Sequence[int] | None = None,
         teacher_forcing: float = 1.0,
         teacher_forcing_final: float | None = None,
         teacher_forcing_epochs: int = 0,
@@ -330,7 +336,10 @@ class Seq2SeqLSTM(SequenceTask):
         return tokens
 
     def inverse_transform(self, y: Tensor) -> Tensor:
-        return y * self.target_std + self.target_mean
+        """Standardised values ``(..., O)`` -> original units (``exp`` of logs with
+        ``log_target``)."""
+        y = y * self.target_std + self.target_mean
+        return y.exp() if self.hparams.get("log_target") else y
 
     def teacher_forcing_ratio(self, epoch: int | None = None) -> float:
         """The scheduled probability of teacher forcing at ``epoch`` (default: the current)."""
