@@ -53,6 +53,13 @@ USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, 
 # exports one. Tests switch these off to check that every path gives the same numbers.
 USE_NATIVE = True
 USE_NATIVE_LOOP = True
+# ... up to this many multiply-adds in a step's recurrent GEMM (batch x 4H x P). Above it the
+# per-step oneDNN GEMM called from Python wins: on the 2-core AMD EPYC, MKL's GEMM measured 1.3x
+# slower than oneDNN's packed one at (16 x 128 x 512) and 3.5x at (64 x 256 x 1024), and the
+# C loop's saving is per step (~10 us each way). scripts/benchmark_nn.py (custom vs
+# custom-steploop): 1.94x vs 2.13x torch.nn.LSTM at (32, 100, 1, 128), 1.04x vs 1.14x at
+# (16, 1000, 8, 128), but 1.56x vs 1.29x at (64, 256, 64, 256, 2 layers).
+NATIVE_LOOP_MAX_MACS = 1 << 22
 
 SAVED = [
     "h0",
@@ -206,7 +213,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
         fresh = new(steps, batch, hidden) if zoneout_c is not None else cells
 
-        if native is not None and USE_NATIVE_LOOP and native.supports_sequence(xp):
+        if native is not None and _native_loop(native, xp, weight_hh):
             ln_buffers = None
             if ln:
                 ln_buffers = SimpleNamespace(
@@ -366,6 +373,12 @@ def _native_for(xp: Tensor, simple: bool) -> Kernels | None:
     return native if native is not None and native.supports(xp) else None
 
 
+def _native_loop(native: Kernels, x: Tensor, weight_hh: Tensor) -> bool:
+    """Whether the whole time loop runs in C (see `NATIVE_LOOP_MAX_MACS`)."""
+    small = x.shape[1] * weight_hh.numel() <= NATIVE_LOOP_MAX_MACS
+    return USE_NATIVE_LOOP and small and native.supports_sequence(x)
+
+
 def _contiguous(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
@@ -405,7 +418,7 @@ def _backward_native(native: Kernels, v, grads, batch_sizes) -> SimpleNamespace:
     grad_out = grads.out.contiguous()
     if b.carry_h is not None:
         b.carry_h = b.carry_h.contiguous()
-    if USE_NATIVE_LOOP and native.supports_sequence(v.acts):
+    if _native_loop(native, v.acts, v.weight_hh):
         carry_h = b.carry_h if b.carry_h is not None else grad_out.new_zeros(batch, v.h0.shape[-1])
         ln_buffers = None
         if ln:
