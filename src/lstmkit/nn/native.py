@@ -6,6 +6,12 @@ vectorised loop each way. It is compiled at first use with the system C compiler
 ``cc``; a fraction of a second) into a cache folder (``$LSTMKIT_CACHE_DIR``, default
 ``~/.cache/lstmkit``) and loaded with ctypes, so there is no build step and nothing to install.
 
+It also holds whole time loops (`Kernels.sequence_forward`/`sequence_backward`): the per-step
+GEMMs go through the BLAS that torch's own library exports (MKL's ``sgemm_``/``dgemm_`` and, for
+float32, its packed-matrix API in the x86-64 wheels), each binding checked against ``torch.mm``
+when the kernels load. Where torch exports no BLAS, or with ``LSTMKIT_NATIVE_LOOP=0``, the loop
+stays in Python (`Kernels.supports_sequence` is False).
+
 Without a compiler, on a CPU other than x86-64/aarch64 Linux or macOS, or with
 ``LSTMKIT_NATIVE=0``, `kernels()` returns ``None`` and the fused path uses torch ops — the same
 numbers (tested), slower.
