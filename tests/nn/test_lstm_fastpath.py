@@ -123,8 +123,14 @@ def test_native_time_loop_binds_torch_blas_on_x86_64():
     """The x86-64 wheels export MKL's gemm: the whole-loop path must be the one that runs there."""
     if native.kernels() is None or platform.machine() != "x86_64":
         pytest.skip("the C time loop is only expected on x86-64 with a C compiler")
+    kernels = native.kernels()
     for dtype in (torch.float32, torch.float64):
-        assert native.kernels().supports_sequence(torch.empty(0, dtype=dtype))
+        assert kernels.supports_sequence(torch.empty(0, dtype=dtype))
+        a, w = torch.randn(5, 7, dtype=dtype), torch.randn(12, 7, dtype=dtype)
+        blas = kernels.blas(dtype)
+        for packed in (None, blas.pack(w, transposed=True, rows=5)):
+            torch.testing.assert_close(kernels.blas_matmul(a, w, packed), a @ w.t())
+    assert kernels.blas(torch.float32).packed is not None  # MKL's packed GEMM for float32
 
 
 def test_native_kernels_leave_denormals_alone():

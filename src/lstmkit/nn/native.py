@@ -131,6 +131,23 @@ class Kernels:
         )  # fmt: skip
         return torch.allclose(out, a @ w.t())
 
+    def blas_matmul(self, a: Tensor, weight: Tensor, packed: Tensor | None = None) -> Tensor:
+        """``a (n, k) @ weight.T`` (``weight (cols, k)``) through the BLAS the C time loop uses;
+        ``packed``: ``Blas.pack(weight, transposed=True, rows=n)``, or None (plain GEMM). For
+        tests and ``scripts/benchmark_gemm.py``."""
+        blas = self._blas[a.dtype]
+        a, weight = a.contiguous(), weight.contiguous()
+        out = a.new_empty(a.shape[0], weight.shape[0])
+        self._gemm_check[a.dtype](
+            blas.gemm, blas.compute_address, a.shape[0], weight.shape[0], a.shape[1],
+            a.data_ptr(), weight.data_ptr(), _ptr(packed), out.data_ptr(),
+        )  # fmt: skip
+        return out
+
+    def blas(self, dtype: torch.dtype) -> Blas:
+        """The checked BLAS functions for ``dtype`` (see `supports_sequence`)."""
+        return self._blas[dtype]
+
     def sequence_forward(
         self, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None,
         batch_sizes: Tensor | None, acts: Tensor, cells: Tensor, tanh_cells: Tensor, out: Tensor,
