@@ -154,3 +154,20 @@ def test_native_kernels_fall_back_without_a_compiler(monkeypatch, tmp_path, capl
         torch.testing.assert_close(model(x)[0], reference(x)[0])
     finally:
         native.kernels.cache_clear()
+
+
+@pytest.mark.parametrize("path", ["c-loop", "python-loop", "torch-ops"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_backward_leaves_the_incoming_gradients_untouched(monkeypatch, path, num_layers):
+    """The backward must not write into the gradients autograd hands it (the caller's)."""
+    monkeypatch.setattr(fused, "USE_NATIVE_LOOP", path == "c-loop")
+    monkeypatch.setattr(fused, "USE_NATIVE", path != "torch-ops")
+    torch.manual_seed(0)
+    model = CustomLSTM(3, 5, num_layers=num_layers)
+    x = torch.randn(4, 2, 3, requires_grad=True)
+    out, (h_n, c_n) = model(x)
+    grads = [torch.randn_like(t) for t in (out, h_n, c_n)]
+    before = [g.clone() for g in grads]
+    torch.autograd.grad((out, h_n, c_n), (x, *model.parameters()), grads)
+    for grad, kept in zip(grads, before, strict=True):
+        torch.testing.assert_close(grad, kept, rtol=0, atol=0)

@@ -201,7 +201,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
         # the backward reads whole buffers); with full batches every row is written.
         new = xp.new_empty if batch_sizes is None else xp.new_zeros
-        acts = torch.empty_like(xp)  # activations o, i, f, g
+        acts = xp.new_empty(xp.shape)  # activations o, i, f, g (contiguous, whatever xp is)
         cells = new(steps, batch, hidden)
         tanh_cells = xp.new_empty(steps, batch, hidden)
         out = new(steps, batch, state)
@@ -419,7 +419,11 @@ def _backward_native(native: Kernels, v, grads, batch_sizes) -> SimpleNamespace:
     if b.carry_h is not None:
         b.carry_h = b.carry_h.contiguous()
     if _native_loop(native, v.acts, v.weight_hh):
-        carry_h = b.carry_h if b.carry_h is not None else grad_out.new_zeros(batch, v.h0.shape[-1])
+        # the loop writes the carry in place: never into the gradient autograd handed over
+        if b.carry_h is not None:
+            carry_h = b.carry_h.clone(memory_format=torch.contiguous_format)
+        else:
+            carry_h = grad_out.new_zeros(batch, v.h0.shape[-1])
         ln_buffers = None
         if ln:
             ln_buffers = SimpleNamespace(
