@@ -1,12 +1,14 @@
-"""Per-step recurrent GEMM: the BLAS that lstmkit's C time loop calls vs oneDNN's packed GEMM.
+"""Per-step recurrent GEMM: lstmkit's own GEMM and torch's BLAS (what the C time loop calls) vs
+oneDNN's packed GEMM (what the Python step loop calls).
 
-The C time loop (``lstmkit.nn.fused``, ``NATIVE_LOOP_MAX_MACS``) saves the per-step Python and
-dispatch (~10 us a step each way) but calls the BLAS torch exports (MKL in the x86-64 wheels),
-while the Python loop calls oneDNN's packed GEMM. Which GEMM is faster decides where the C loop
-pays. For each ``(batch, hidden)`` this times ``h (B, H) @ W_hh.T (H -> 4H)`` (forward) and
-``d (B, 4H) @ W_hh (4H -> H)`` (backward), interleaved, medians, and prints ratios.
+The C time loop (``lstmkit.nn.fused``) saves the per-step Python and dispatch (~10 us a step each
+way). Its per-step GEMM is lstmkit's own (``_kernels.c``, AVX-512 builds, float32) or else the
+BLAS torch exports (MKL in the x86-64 wheels); ``NATIVE_LOOP_MAX_MACS`` bounds the BLAS case. For
+each ``(batch, hidden)`` this times ``h (B, H) @ W_hh.T (H -> 4H)`` (forward) and
+``d (B, 4H) @ W_hh (4H -> H)`` (backward), one thread each (the C loop splits rows over threads
+itself), interleaved, medians, and prints ratios to oneDNN.
 
-    python scripts/benchmark_gemm.py
+    python scripts/benchmark_gemm.py --threads 1
     python scripts/benchmark_gemm.py --threads 1 --shapes 32,128 64,256
 """
 
@@ -47,11 +49,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     kernels = native.kernels()
     if kernels is None or not kernels.supports_sequence(torch.empty(0)):
-        raise SystemExit("no BLAS binding here: the C time loop is not used on this machine")
-    blas = kernels.blas(torch.float32)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"BLAS packed API: {'yes' if blas.packed else 'no'}")  # fmt: skip
-    header = f"{'B':>5} {'H':>5} {'MACs':>7} {'dir':>4} {'BLAS us':>9} {'oneDNN us':>10} {'BLAS/oneDNN':>12}"
+        raise SystemExit("no GEMM binding here: the C time loop is not used on this machine")
+    gemms = {("own" if b.panel else "BLAS"): b for b in kernels.gemms(torch.float32)}
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, GEMMs: {', '.join(gemms)}"
+    )
+    columns = "".join(f"{name + ' us':>9} {name + '/oneDNN':>12}" for name in gemms)
+    header = f"{'B':>5} {'H':>5} {'MACs':>7} {'dir':>4} {'oneDNN us':>10}{columns}"
     print(header)
     print("-" * len(header))
     for spec in args.shapes:
@@ -61,18 +65,20 @@ def main() -> None:
             ("fwd", torch.randn(batch, hidden), weight),
             ("bwd", torch.randn(batch, 4 * hidden), weight.t().contiguous()),
         ):
-            packed = blas.pack(w, transposed=True, rows=batch)
             onednn = fused.StepMatmul(w, batch)
-            torch.testing.assert_close(
-                kernels.blas_matmul(a, w, packed), onednn(a), rtol=1e-4, atol=1e-4
-            )
-            t_blas = _median_us(lambda a=a, w=w, p=packed: kernels.blas_matmul(a, w, p), args.calls, args.rounds)  # fmt: skip
             t_dnn = _median_us(lambda a=a, m=onednn: m(a), args.calls, args.rounds)
-            macs = batch * w.numel() / 1e6
-            print(
-                f"{batch:>5} {hidden:>5} {macs:>6.1f}M {direction:>4} {t_blas:>9.1f} "
-                f"{t_dnn:>10.1f} {t_blas / t_dnn:>11.2f}x"
-            )
+            row = f"{batch:>5} {hidden:>5} {batch * w.numel() / 1e6:>6.1f}M {direction:>4} {t_dnn:>10.1f}"
+            for blas in gemms.values():
+                packed = blas.pack(w, transposed=True, rows=batch)
+                torch.testing.assert_close(
+                    kernels.blas_matmul(a, w, packed, blas), onednn(a), rtol=1e-4, atol=1e-4
+                )
+                t = _median_us(
+                    lambda a=a, w=w, p=packed, b=blas: kernels.blas_matmul(a, w, p, b),
+                    args.calls, args.rounds,
+                )  # fmt: skip
+                row += f"{t:>9.1f} {t / t_dnn:>11.2f}x"
+            print(row)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, native
+from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, memory, native
 
 DEFAULT_SHAPES = ["32,100,1,128,1", "64,256,64,256,2", "16,1000,8,128,1"]
 CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
@@ -28,6 +28,12 @@ CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
     "cudnn": lambda *a, **k: CudnnLSTM(*a, **k),
     "custom": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
+    # the whole loop in C, but every GEMM through torch's BLAS (MKL) on one thread: lstmkit's
+    # own GEMM and the row-parallel loops off (as before they existed)
+    "custom-mkl": lambda *a, **k: CustomLSTM(*a, **k),
+    "custom-layernorm-mkl": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
+    # without huge pages for the fused path's large buffers (lstmkit.nn.memory)
+    "custom-4k": lambda *a, **k: CustomLSTM(*a, **k),
     # the C kernels for each step's elementwise work, but the time loop in Python (one GEMM
     # call and one kernel call per step) instead of the whole loop in C
     "custom-steploop": lambda *a, **k: CustomLSTM(*a, **k),
@@ -82,6 +88,8 @@ def bench_shape(
             model = models[name]
             fused.USE_NATIVE = not name.endswith("-torchops")
             fused.USE_NATIVE_LOOP = not name.endswith(("-torchops", "-steploop"))
+            native.USE_OWN_GEMM = not name.endswith("-mkl")
+            memory.USE_HUGE_PAGES = not name.endswith("-4k")
             t_fwd = _timed(lambda m=model: forward(m), device)
             model.zero_grad(set_to_none=True)
             t_both = _timed(lambda m=model: forward_backward(m), device)
@@ -95,8 +103,10 @@ def _native_status() -> str:
     kernels = native.kernels()
     if kernels is None:
         return "no (torch-op fallback)"
-    loop = kernels.supports_sequence(torch.empty(0))
-    return "yes, time loop in C" if loop else "yes, time loop in Python (no BLAS binding)"
+    if not kernels.supports_sequence(torch.empty(0)):
+        return "yes, time loop in Python (no BLAS binding)"
+    own = kernels.blas(torch.float32).panel is not None
+    return f"yes, time loop in C, {'own row-parallel GEMM' if own else 'BLAS GEMM'}"
 
 
 def main() -> None:
@@ -167,7 +177,7 @@ def main() -> None:
         "machine": platform.platform(),
         "processor": platform.processor(),
         "rounds": args.rounds,
-        "native_kernels": native.kernels() is not None,
+        "native_kernels": _native_status(),
     }
     if args.json:
         from pathlib import Path

@@ -99,12 +99,14 @@ def test_torch_compile_of_a_model_around_a_core(backend):
     ids=str,
 )
 @pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
-@pytest.mark.parametrize("loop", ["c-loop", "python-loop"])
+@pytest.mark.parametrize("loop", ["c-loop", "c-loop-blas", "python-loop"])
 def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths, loop):
-    """The C kernels, with the time loop in C (BLAS GEMMs) or in Python, equal torch ops."""
+    """The C kernels, with the time loop in C (lstmkit's own GEMM where built, or torch's BLAS)
+    or in Python, equal torch ops."""
     if native.kernels() is None:
         pytest.skip("no C compiler here: the native kernels are not built")
-    monkeypatch.setattr(fused, "USE_NATIVE_LOOP", loop == "c-loop")
+    monkeypatch.setattr(fused, "USE_NATIVE_LOOP", loop != "python-loop")
+    monkeypatch.setattr(native, "USE_OWN_GEMM", loop != "c-loop-blas")
     model = CustomLSTM(4, 6, dtype=dtype, **options)
     with torch.no_grad():  # layer-norm gains and biases away from their 1 and 0 init
         for param in model.parameters():
@@ -130,7 +132,13 @@ def test_native_time_loop_binds_torch_blas_on_x86_64():
         blas = kernels.blas(dtype)
         for packed in (None, blas.pack(w, transposed=True, rows=5)):
             torch.testing.assert_close(kernels.blas_matmul(a, w, packed), a @ w.t())
-    assert kernels.blas(torch.float32).packed is not None  # MKL's packed GEMM for float32
+    float32 = kernels.blas(torch.float32)
+    if platform.system() == "Linux":
+        assert kernels.parallel  # built with OpenMP, on torch's own libgomp
+    if torch.backends.cpu.get_cpu_capability() == "AVX512":
+        assert float32.panel is not None  # lstmkit's own GEMM, row-parallel
+    else:
+        assert float32.packed is not None  # MKL's packed GEMM for float32
 
 
 def test_native_kernels_leave_denormals_alone():
@@ -171,3 +179,128 @@ def test_backward_leaves_the_incoming_gradients_untouched(monkeypatch, path, num
     torch.autograd.grad((out, h_n, c_n), (x, *model.parameters()), grads)
     for grad, kept in zip(grads, before, strict=True):
         torch.testing.assert_close(grad, kept, rtol=0, atol=0)
+
+
+def _own_gemm() -> native.Blas:
+    kernels = native.kernels()
+    if kernels is None or not kernels.supports_sequence(torch.empty(0)):
+        pytest.skip("no C time loop here")
+    blas = kernels.blas(torch.float32)
+    if blas.panel is None:
+        pytest.skip("lstmkit's own GEMM needs an AVX-512 build")
+    return blas
+
+
+@pytest.mark.parametrize("k", [1, 7, 128])
+@pytest.mark.parametrize("cols", [1, 15, 16, 17, 31, 32, 33, 100, 512])
+def test_own_gemm_equals_torch_mm(k, cols):
+    """Every register-block height (1-8 rows, and the split of the last two blocks) and every
+    column mask of a partial panel."""
+    _own_gemm()
+    kernels = native.kernels()
+    generator = torch.Generator().manual_seed(cols * 1000 + k)
+    w = torch.randn(cols, k, generator=generator)
+    for rows in [*range(1, 18), 33]:
+        a = torch.randn(rows, k, generator=generator)
+        torch.testing.assert_close(kernels.blas_matmul(a, w), a @ w.t(), rtol=1e-5, atol=1e-5)
+        # and the untransposed packing the backward uses: a @ w2 with w2 (k, cols)
+        w2 = w.t().contiguous()
+        packed = kernels.blas(torch.float32).pack(w2, transposed=False, rows=rows)
+        out = kernels.blas_matmul(a, w, packed)  # same B, packed from the other layout
+        torch.testing.assert_close(out, a @ w2, rtol=1e-5, atol=1e-5)
+
+
+def test_row_ranges_split_the_work_evenly():
+    assert native.row_ranges(10, None, 2) == [(0, 5), (5, 10)]
+    assert native.row_ranges(10, None, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert native.row_ranges(2, None, 4) == [(0, 1), (1, 2)]  # never an empty range
+    # rows active for 9, 3, 2, 2 steps: 16 row-steps, the first row alone is over half
+    sizes = torch.tensor([4, 4, 2, 1, 1, 1, 1, 1, 1])
+    assert native.row_ranges(4, sizes, 2) == [(0, 1), (1, 4)]
+    # 4 rows of 3 steps each: 2 and 2
+    assert native.row_ranges(4, torch.tensor([4, 4, 4]), 2) == [(0, 2), (2, 4)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"proj_size": 3}, {"bidirectional": True, "num_layers": 2}, {"layer_norm": True}],
+    ids=str,
+)
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1, 6, 3, 4]], ids=["full", "lengths"])
+def test_row_parallel_time_loop_equals_torch_ops(monkeypatch, options, lengths):
+    """Rows split over 3 threads (forced on at this tiny size) give the torch-ops numbers."""
+    _own_gemm()
+    if not native.kernels().parallel:
+        pytest.skip("the kernels are built without OpenMP here")
+    monkeypatch.setattr(native, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(native, "PARALLEL_MIN_ROWS", 1)
+    splits = []
+    row_ranges = native.row_ranges
+    monkeypatch.setattr(
+        native, "row_ranges", lambda *a: splits.append(row_ranges(*a)) or splits[-1]
+    )
+    torch.manual_seed(0)
+    model = CustomLSTM(4, 6, **options)
+    x = torch.randn(6, 7, 4, requires_grad=True)
+    layers = model.num_layers * (2 if model.bidirectional else 1)
+    state = model.proj_size or model.hidden_size
+    hx = (torch.randn(layers, 7, state), torch.randn(layers, 7, 6))
+
+    def run():
+        out, (h, c) = model(x, hx, lengths=lengths)
+        loss = out.sum() + (h * h).sum() + (c * c).sum()
+        return [out, h, c, *torch.autograd.grad(loss, [x, *model.parameters()])]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        parallel = run()
+        assert splits and all(len(ranges) == 3 for ranges in splits), splits
+        monkeypatch.setattr(fused, "USE_NATIVE", False)
+        reference = run()
+    finally:
+        torch.set_num_threads(threads)
+    tol = 1e-4 if options.get("layer_norm") else 1e-5
+    for a, b in zip(parallel, reference, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("m, n", [(1, 1), (7, 5), (24, 6), (512, 8), (40, 33), (512, 128)])
+@pytest.mark.parametrize("k", [1, 255, 700])  # one reduction chunk, and several (256 rows each)
+def test_own_weight_grad_equals_torch(monkeypatch, m, n, k):
+    """``a.T @ b`` over long reductions, alone and accumulated, on one thread and split over 3."""
+    _own_gemm()
+    kernels = native.kernels()
+    generator = torch.Generator().manual_seed(m * n + k)
+    a, b = torch.randn(k, m, generator=generator), torch.randn(k, n, generator=generator)
+    start = torch.randn(m, n, generator=generator)
+    expected = a.t().double() @ b.double()
+    for min_macs in (1 << 62, 0):  # never / always split rows over threads
+        monkeypatch.setattr(native, "PARALLEL_MIN_MACS", min_macs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(3)
+        try:
+            alone = kernels.weight_grad(a, b)
+            added = kernels.weight_grad(a, b, start.clone())
+        finally:
+            torch.set_num_threads(threads)
+        torch.testing.assert_close(alone.double(), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(added.double(), expected + start.double(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("min_macs", [1 << 62, 0], ids=["one-thread", "rows-split"])
+def test_layer_norm_gain_grad_equals_its_formula(monkeypatch, min_macs):
+    if native.kernels() is None:
+        pytest.skip("no C compiler here: the native kernels are not built")
+    monkeypatch.setattr(native, "PARALLEL_MIN_MACS", min_macs)
+    generator = torch.Generator().manual_seed(0)
+    grad, x = (torch.randn(37, 24, dtype=torch.float64, generator=generator) for _ in range(2))
+    mean, rstd = torch.randn(37, dtype=torch.float64), torch.rand(37, dtype=torch.float64)
+    expected = (grad * (x - mean[:, None]) * rstd[:, None]).sum(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        got = native.kernels().ln_gain_grad(grad, x, torch.stack((mean, rstd)))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -40,12 +40,13 @@
                               const T *restrict dh_b, T *restrict carry, const T *restrict acts, \
                               const T *restrict s, const T *restrict c_prev, T *restrict d_pre) { \
     for (long r = 0; r < rows; ++r) {                                                           \
-      const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : 0;                      \
+      const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : da;                     \
+      const T both = dh_b ? (T)1 : (T)0; /* no branch in the vector loop */                     \
       const T *a4 = acts + r * 4 * hidden, *sr = s + r * hidden, *cp = c_prev + r * hidden;     \
       T *cr = carry + r * hidden, *d4 = d_pre + r * 4 * hidden;                                 \
       _Pragma("omp simd")                                                                       \
       for (long j = 0; j < hidden; ++j) {                                                       \
-        T dr = db ? da[j] + db[j] : da[j];                                                      \
+        T dr = da[j] + both * db[j];                                                            \
         T o = a4[j], i = a4[hidden + j], f = a4[2 * hidden + j], g = a4[3 * hidden + j];        \
         T st = sr[j];                                                                           \
         T dc = cr[j] + dr * o * ((T)1 - st * st);                                               \
@@ -63,8 +64,10 @@
 #define DEFINE_LN_KERNELS(T, SUFFIX, SQRT)                                                      \
   static inline void stats_##SUFFIX(const T *x, long n, T eps, T *mean, T *rstd) {              \
     T m = 0, v = 0;                                                                             \
+    _Pragma("omp simd reduction(+ : m)")                                                        \
     for (long j = 0; j < n; ++j) m += x[j];                                                     \
     m /= (T)n;                                                                                  \
+    _Pragma("omp simd reduction(+ : v)")                                                        \
     for (long j = 0; j < n; ++j) v += (x[j] - m) * (x[j] - m);                                  \
     *mean = m;                                                                                  \
     *rstd = (T)1 / SQRT(v / (T)n + eps);                                                        \
@@ -112,15 +115,17 @@
       T *restrict d_cn) {                                                                       \
     long gates = 4 * hidden;                                                                    \
     for (long r = 0; r < rows; ++r) {                                                           \
-      const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : 0;                      \
+      const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : da;                     \
+      const T both = dh_b ? (T)1 : (T)0;                                                        \
       const T *a4 = acts + r * gates, *sr = s + r * hidden, *cp = c_prev + r * hidden;          \
       const T *cr = c + r * hidden, *z4 = z + r * gates;                                        \
       T *car = carry + r * hidden, *d4 = d_pre + r * gates, *dz4 = d_z + r * gates;             \
       T *dn = d_cn + r * hidden;                                                                \
       T cm = c_mean[r], crs = c_rstd[r], zm = z_mean[r], zr = z_rstd[r];                        \
       T sum1 = 0, sum2 = 0;                                                                     \
+      _Pragma("omp simd reduction(+ : sum1, sum2)")                                             \
       for (long j = 0; j < hidden; ++j) {                                                       \
-        T dr = db ? da[j] + db[j] : da[j];                                                      \
+        T dr = da[j] + both * db[j];                                                            \
         T o = a4[j], st = sr[j];                                                                \
         d4[j] = dr * st * o * ((T)1 - o);                                                       \
         T dcn = dr * o * ((T)1 - st * st);                                                      \
@@ -139,6 +144,7 @@
         car[j] = dc * f;                                                                        \
       }                                                                                         \
       T zsum1 = 0, zsum2 = 0;                                                                   \
+      _Pragma("omp simd reduction(+ : zsum1, zsum2)")                                           \
       for (long k = 0; k < gates; ++k) {                                                        \
         T dg = d4[k] * g_hh[k];                                                                 \
         zsum1 += dg;                                                                            \
@@ -149,6 +155,23 @@
       for (long k = 0; k < gates; ++k)                                                          \
         dz4[k] = zr * (d4[k] * g_hh[k] - zsum1 - (z4[k] - zm) * zr * zsum2);                    \
     }                                                                                           \
+  }                                                                                           \
+  /* out (parts, features): row p holds the sum over rows [bounds[p], bounds[p + 1]) of         \
+   * grad * (x - mean) * rstd, a layer norm's gain gradient in one pass without a (rows, features)\
+   * temporary; the ranges run in parallel. The caller zeroes out and adds its rows. */         \
+  void lstm_ln_gain_grad_##SUFFIX(long parts, const long *bounds, long features, const T *restrict grad,\
+                             const T *restrict x, const T *restrict mean, const T *restrict rstd,\
+                             T *restrict out) {                                                 \
+    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
+    for (long part = 0; part < parts; ++part) {                                                 \
+      T *sum = out + part * features;                                                           \
+      for (long r = bounds[part]; r < bounds[part + 1]; ++r) {                                  \
+        const T *g = grad + r * features, *xr = x + r * features;                               \
+        const T m = mean[r], s = rstd[r];                                                       \
+        _Pragma("omp simd")                                                                     \
+        for (long j = 0; j < features; ++j) sum[j] += g[j] * (xr[j] - m) * s;                   \
+      }                                                                                         \
+    }                                                                                           \
   }
 
 DEFINE_KERNELS(float, f32, expf)
@@ -156,12 +179,168 @@ DEFINE_KERNELS(double, f64, exp)
 DEFINE_LN_KERNELS(float, f32, sqrtf)
 DEFINE_LN_KERNELS(double, f64, sqrt)
 
-/* Whole time loops: the per-step GEMMs go through BLAS (`gemm`, Fortran `sgemm_`/`dgemm_`,
- * column-major, found in torch's own library by native.py; with MKL, float32 steps with the
- * whole batch use `compute` on weights packed once per call) and the elementwise work through the
- * kernels above, so a layer's forward or backward is one call with no per-step dispatch.
+/* Builds with OpenMP (-fopenmp, linked to the libgomp torch itself loaded, so its threads are
+ * torch's own) run row ranges in parallel; without it the pragmas are ignored. */
+int lstm_parallel(void) {
+#ifdef _OPENMP
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/* lstmkit's own float32 GEMM for the per-step recurrent products (AVX-512 builds only).
+ * B (k, cols) is packed once per call into panels of PANEL_COLS columns, each panel k rows of
+ * PANEL_COLS contiguous floats (zero padded), so the inner loop streams one panel from L1/L2
+ * while a register block of up to PANEL_ROWS rows x 32 columns (16 zmm accumulators) stays in
+ * registers. At the LSTM's small per-step shapes this runs near the FMA peak, where MKL's
+ * generic GEMM reaches ~40 % of it on AMD CPUs (scripts/benchmark_gemm.py). */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define PANEL_COLS 32
+#define PANEL_ROWS 8
+
+/* packed (panels, k, PANEL_COLS) from B = w.T (w (cols, k)) when `transposed`, else B = w. */
+void lstm_panel_pack_f32(long k, long cols, const float *w, int transposed, float *packed) {
+  long panels = (cols + PANEL_COLS - 1) / PANEL_COLS;
+  for (long p = 0; p < panels; ++p)
+    for (long kk = 0; kk < k; ++kk)
+      for (long j = 0; j < PANEL_COLS; ++j) {
+        long col = p * PANEL_COLS + j;
+        float v = 0.0f;
+        if (col < cols) v = transposed ? w[col * k + kk] : w[kk * cols + col];
+        packed[(p * k + kk) * PANEL_COLS + j] = v;
+      }
+}
+
+/* c (rows, 32 masked columns; row stride ldc) = a (rows, k; stride lda) @ one packed panel. */
+static inline __attribute__((always_inline)) void panel_block_f32(
+    const int rows, long k, const float *restrict a, long lda, const float *restrict panel,
+    float *restrict c, long ldc, __mmask16 mask_lo, __mmask16 mask_hi) {
+  __m512 lo[PANEL_ROWS], hi[PANEL_ROWS];
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+  for (long kk = 0; kk < k; ++kk) {
+    __m512 b_lo = _mm512_loadu_ps(panel + kk * PANEL_COLS);
+    __m512 b_hi = _mm512_loadu_ps(panel + kk * PANEL_COLS + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; ++r) {
+      __m512 a_rk = _mm512_set1_ps(a[r * lda + kk]);
+      lo[r] = _mm512_fmadd_ps(a_rk, b_lo, lo[r]);
+      hi[r] = _mm512_fmadd_ps(a_rk, b_hi, hi[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, mask_lo, lo[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, mask_hi, hi[r]);
+  }
+}
+
+/* out (n, cols) = a (n, k) @ B, with B packed by lstm_panel_pack_f32. */
+void lstm_panel_gemm_f32(long n, long cols, long k, const float *a, const float *packed,
+                         float *out) {
+  long panels = (cols + PANEL_COLS - 1) / PANEL_COLS;
+  for (long p = 0; p < panels; ++p) {
+    long left = cols - p * PANEL_COLS;
+    __mmask16 mask_lo = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+    __mmask16 mask_hi = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+    const float *panel = packed + p * k * PANEL_COLS;
+    for (long r = 0; r < n;) {
+      /* blocks of 8 rows; the last two blocks share what is left, so none is tiny */
+      long rows = n - r <= PANEL_ROWS ? n - r : n - r >= 2 * PANEL_ROWS ? PANEL_ROWS : (n - r + 1) / 2;
+      const float *a_r = a + r * k;
+      float *c = out + r * cols + p * PANEL_COLS;
+      switch (rows) {
+#define PANEL_CASE(R) \
+  case R: panel_block_f32(R, k, a_r, k, panel, c, cols, mask_lo, mask_hi); break;
+        PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4)
+        PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7) PANEL_CASE(8)
+#undef PANEL_CASE
+      }
+      r += rows;
+    }
+  }
+}
+
+/* Weight gradients: c (m, n) (+)= a.T @ b for a (k, m) and b (k, n), row strides lda and ldb,
+ * k large (all steps x batch). The reduction runs in chunks of TN_CHUNK rows of a and b, so a
+ * chunk's 32 columns of b stay in L1 while every 8-row block of c passes over them. */
+#define TN_CHUNK 64
+static inline __attribute__((always_inline)) void tn_block_f32(
+    const int rows, long kc, const float *restrict a, long lda, const float *restrict b, long ldb,
+    float *restrict c, long ldc, __mmask16 mask_lo, __mmask16 mask_hi, int load_c) {
+  __m512 lo[PANEL_ROWS], hi[PANEL_ROWS];
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; ++r) {
+    lo[r] = load_c ? _mm512_maskz_loadu_ps(mask_lo, c + r * ldc) : _mm512_setzero_ps();
+    hi[r] = load_c ? _mm512_maskz_loadu_ps(mask_hi, c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (long kk = 0; kk < kc; ++kk) {
+    __m512 b_lo = _mm512_maskz_loadu_ps(mask_lo, b + kk * ldb);
+    __m512 b_hi = _mm512_maskz_loadu_ps(mask_hi, b + kk * ldb + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; ++r) {
+      __m512 a_kr = _mm512_set1_ps(a[kk * lda + r]);
+      lo[r] = _mm512_fmadd_ps(a_kr, b_lo, lo[r]);
+      hi[r] = _mm512_fmadd_ps(a_kr, b_hi, hi[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, mask_lo, lo[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, mask_hi, hi[r]);
+  }
+}
+
+static void tn_rows_f32(long m, long n, long k, const float *a, long lda, const float *b,
+                        long ldb, float *c, int accumulate) {
+  if (k == 0 && !accumulate)
+    for (long i = 0; i < m * n; ++i) c[i] = 0.0f;
+  for (long k0 = 0; k0 < k; k0 += TN_CHUNK) {
+    long kc = k - k0 < TN_CHUNK ? k - k0 : TN_CHUNK;
+    int load_c = accumulate || k0 > 0;
+    for (long p = 0; p * PANEL_COLS < n; ++p) {
+      long left = n - p * PANEL_COLS;
+      __mmask16 mask_lo = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+      __mmask16 mask_hi = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+      const float *b_p = b + k0 * ldb + p * PANEL_COLS;
+      for (long r = 0; r < m;) {
+        long rows = m - r <= PANEL_ROWS ? m - r : m - r >= 2 * PANEL_ROWS ? PANEL_ROWS : (m - r + 1) / 2;
+        const float *a_r = a + k0 * lda + r;
+        float *c_r = c + r * n + p * PANEL_COLS;
+        switch (rows) {
+#define TN_CASE(R) \
+  case R: tn_block_f32(R, kc, a_r, lda, b_p, ldb, c_r, n, mask_lo, mask_hi, load_c); break;
+          TN_CASE(1) TN_CASE(2) TN_CASE(3) TN_CASE(4)
+          TN_CASE(5) TN_CASE(6) TN_CASE(7) TN_CASE(8)
+#undef TN_CASE
+        }
+        r += rows;
+      }
+    }
+  }
+}
+
+/* Rows [bounds[p], bounds[p + 1]) of c, for p < parts, in parallel. */
+void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, const float *a,
+                            long lda, const float *b, long ldb, float *c, int accumulate) {
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (long part = 0; part < parts; ++part) {
+    const long r0 = bounds[part], r1 = bounds[part + 1];
+    tn_rows_f32(r1 - r0, n, k, a + r0, lda, b, ldb, c + r0 * n, accumulate);
+  }
+}
+#endif
+
+/* Whole time loops: the per-step GEMMs go through `panel` (lstmkit's own GEMM above, weights
+ * packed once per call) or else BLAS (`gemm`, Fortran `sgemm_`/`dgemm_`, column-major, found in
+ * torch's own library by native.py; with MKL, float32 steps with the whole batch use `compute`
+ * on weights packed once per call), and the elementwise work through the kernels above, so a
+ * layer's forward or backward is one call with no per-step dispatch.
  * All buffers are row-major and contiguous, time-major: (T, B, ·). `batch_sizes` (NULL: all
- * rows at every step) is non-increasing, as in PackedSequence; step t touches its first rows. */
+ * rows at every step) is non-increasing, as in PackedSequence; step t touches its first rows.
+ * Batch rows never interact, so a call splits them into ranges that run in parallel. */
 #define DEFINE_SEQUENCE(T, SUFFIX)                                                              \
   typedef void (*gemm_##SUFFIX)(const char *, const char *, const int *, const int *,           \
                                 const int *, const T *, const T *, const int *, const T *,      \
@@ -169,100 +348,130 @@ DEFINE_LN_KERNELS(double, f64, sqrt)
   /* MKL's packed-matrix GEMM (cblas_?gemm_compute with a B packed once per call), or NULL. */ \
   typedef void (*compute_##SUFFIX)(int, int, int, int, int, int, const T *, int, const T *, int, \
                                    T, T *, int);                                                \
+  /* lstmkit's packed GEMM (lstm_panel_gemm_f32), or NULL. */                                   \
+  typedef void (*panel_##SUFFIX)(long, long, long, const T *, const T *, T *);                  \
   typedef struct {                                                                              \
     gemm_##SUFFIX gemm;                                                                         \
     compute_##SUFFIX compute;                                                                   \
+    panel_##SUFFIX panel;                                                                       \
   } blas_##SUFFIX;                                                                              \
   /* out (n, cols) = a (n, k) @ op(w): op(w) = w.T for w (cols, k) when `transposed`, else w   \
-   * (k, cols). `packed` (or NULL): op(w) packed by cblas_?gemm_pack for n rows. */              \
+   * (k, cols). `packed` (or NULL): op(w) packed by `panel`'s packing for any n, or by          \
+   * cblas_?gemm_pack for the full batch (the caller passes NULL for other n). */               \
   static void mm_##SUFFIX(const blas_##SUFFIX *blas, long n, long cols, long k, const T *a,     \
                           const T *w, int transposed, const T *packed, T *out) {                \
     const int m_ = (int)cols, n_ = (int)n, k_ = (int)k;                                         \
     const T one = 1, zero = 0;                                                                  \
-    if (packed && blas->compute) /* row-major, A as is, B packed */                             \
+    if (blas->panel)                                                                            \
+      blas->panel(n, cols, k, a, packed, out);                                                  \
+    else if (packed && blas->compute) /* row-major, A as is, B packed */                        \
       blas->compute(101, 111, 151, n_, m_, k_, a, k_, packed, m_, zero, out, m_);               \
     else if (transposed)                                                                        \
       blas->gemm("T", "N", &m_, &n_, &k_, &one, w, &k_, a, &k_, &zero, out, &m_);               \
     else                                                                                        \
       blas->gemm("N", "N", &m_, &n_, &k_, &one, w, &m_, a, &k_, &zero, out, &m_);               \
   }                                                                                             \
-  /* Forward of one layer and direction. z: scratch (B, 4H). w_hr and pre_proj: NULL without  \
-   * projection. ln_hh: NULL without layer norm (then g_c, b_c, rec_pre_ln, the stats unused); \
-   * rec_stats/cell_stats: (2, T, B), mean then rstd. */                                        \
+  /* Rows of [row0, row1) active at step t. */                                                  \
+  static inline long active_##SUFFIX(const long *batch_sizes, long t, long row0, long row1) {   \
+    long end = batch_sizes && batch_sizes[t] < row1 ? batch_sizes[t] : row1;                    \
+    return end - row0;                                                                          \
+  }                                                                                             \
+  /* Forward of one layer and direction. z: scratch (B, 4H). w_hr and pre_proj: NULL without    \
+   * projection. ln_hh: NULL without layer norm (then g_c, b_c, rec_pre_ln, the stats unused);  \
+   * rec_stats/cell_stats: (2, T, B), mean then rstd. Row ranges [bounds[p], bounds[p + 1]) for \
+   * p < parts run in parallel (OpenMP builds; one after the other otherwise). */               \
   void lstm_sequence_forward_##SUFFIX(                                                          \
-      gemm_##SUFFIX gemm, compute_##SUFFIX compute, long steps, long batch, long hidden,        \
-      long state, const long *batch_sizes, const T *xp, const T *h0, const T *c0,               \
-      const T *w_hh, const T *w_hh_packed, const T *w_hr, const T *w_hr_packed, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps,        \
+      gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
+      const long *bounds, long hidden, long state, const long *batch_sizes, const T *xp,        \
+      const T *h0, const T *c0, const T *w_hh, const T *w_hh_packed, const T *w_hr,             \
+      const T *w_hr_packed, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps, \
       const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats) { \
-    long gates = 4 * hidden, tb = steps * batch;                                                \
-    const blas_##SUFFIX blas = {gemm, compute};                                                 \
-    for (long t = 0; t < steps; ++t) {                                                          \
-      long n = batch_sizes ? batch_sizes[t] : batch;                                            \
-      const T *h_prev = t ? out + (t - 1) * batch * state : h0;                                 \
-      const T *c_prev = t ? cells + (t - 1) * batch * hidden : c0;                              \
-      T *z_t = ln_hh ? rec_pre_ln + t * batch * gates : z;                                      \
-      T *h_t = out + t * batch * state;                                                         \
-      T *r_t = w_hr ? pre_proj + t * batch * hidden : h_t;                                      \
-      T *a_t = acts + t * batch * gates, *c_t = cells + t * batch * hidden;                     \
-      T *s_t = tanh_cells + t * batch * hidden;                                                 \
-      mm_##SUFFIX(&blas, n, gates, state, h_prev, w_hh, 1, n == batch ? w_hh_packed : 0, z_t);  \
-      if (ln_hh)                                                                                \
-        lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + t * batch * gates, z_t, ln_hh, g_c, b_c,  \
-                                 a_t, c_prev, c_t, s_t, r_t, rec_stats + t * batch,             \
-                                 rec_stats + tb + t * batch, cell_stats + t * batch,            \
-                                 cell_stats + tb + t * batch);                                  \
-      else                                                                                      \
-        lstm_forward_##SUFFIX(n, hidden, xp + t * batch * gates, z_t, a_t, c_prev, c_t, s_t, r_t); \
-      if (w_hr)                                                                                 \
-        mm_##SUFFIX(&blas, n, state, hidden, r_t, w_hr, 1, n == batch ? w_hr_packed : 0, h_t);  \
+    const long gates = 4 * hidden, tb = steps * batch;                                          \
+    const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
+    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
+    for (long part = 0; part < parts; ++part) {                                                 \
+      const long row0 = bounds[part], row1 = bounds[part + 1];                                  \
+      const int whole = row0 == 0 && row1 == batch;                                             \
+      for (long t = 0; t < steps; ++t) {                                                        \
+        long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                   \
+        if (n <= 0) break; /* batch sizes never grow again */                                   \
+        long at = t * batch + row0; /* this range's first row of step t */                      \
+        const T *h_prev = t ? out + (at - batch) * state : h0 + row0 * state;                   \
+        const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;               \
+        T *z_t = ln_hh ? rec_pre_ln + at * gates : z + row0 * gates;                            \
+        T *h_t = out + at * state;                                                              \
+        T *r_t = w_hr ? pre_proj + at * hidden : h_t;                                           \
+        T *a_t = acts + at * gates, *c_t = cells + at * hidden, *s_t = tanh_cells + at * hidden;\
+        int full = whole && n == batch;                                                         \
+        mm_##SUFFIX(&blas, n, gates, state, h_prev, w_hh, 1, panel || full ? w_hh_packed : 0, z_t);\
+        if (ln_hh)                                                                              \
+          lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + at * gates, z_t, ln_hh, g_c, b_c, a_t, c_prev,\
+                              c_t, s_t, r_t, rec_stats + at, rec_stats + tb + at, cell_stats + at,\
+                              cell_stats + tb + at);                                            \
+        else                                                                                    \
+          lstm_forward_##SUFFIX(n, hidden, xp + at * gates, z_t, a_t, c_prev, c_t, s_t, r_t);   \
+        if (w_hr)                                                                               \
+          mm_##SUFFIX(&blas, n, state, hidden, r_t, w_hr, 1, panel || full ? w_hr_packed : 0, h_t);\
+      }                                                                                         \
     }                                                                                           \
   }                                                                                             \
-  /* Backward of one layer and direction. grad_out (T, B, P) holds d loss / d output, with     \
-   * h_n's gradient already added at each row's last step when lengths vary. carry_h (B, P):   \
-   * in, h_n's gradient (zeros when lengths vary); out, d loss / d h0. carry_c (B, H): in, c_n's \
-   * gradient; out, d loss / d c0. d_pre (T, B, 4H): d loss / d xp. proj_in (T, B, P), dh      \
-   * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.  \
-   * Rows of an output that no step touches are left as they are (the caller zeroes them). */   \
+  /* Backward of one layer and direction. grad_out (T, B, P) holds d loss / d output, with      \
+   * h_n's gradient already added at each row's last step when lengths vary. carry_h (B, P):    \
+   * in, h_n's gradient (zeros when lengths vary); out, d loss / d h0. carry_c (B, H): in, c_n's\
+   * gradient; out, d loss / d c0. d_pre (T, B, 4H): d loss / d xp. proj_in (T, B, P), dh       \
+   * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.   \
+   * Rows of an output that no step touches are left as they are (the caller zeroes them).      \
+   * Row ranges as in the forward. */                                                           \
   void lstm_sequence_backward_##SUFFIX(                                                         \
-      gemm_##SUFFIX gemm, compute_##SUFFIX compute, long steps, long batch, long hidden,        \
-      long state, const long *batch_sizes, const T *grad_out, T *carry_h, T *carry_c,           \
-      const T *acts, const T *cells, const T *tanh_cells, const T *c0, const T *w_hh,           \
-      const T *w_hh_packed, const T *w_hr, const T *w_hr_packed,                                \
-      T *proj_in, T *dh, T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln,           \
-      const T *rec_stats, const T *cell_stats, T *d_rec, T *d_cn) {                             \
-    long gates = 4 * hidden, tb = steps * batch;                                                \
-    const blas_##SUFFIX blas = {gemm, compute};                                                 \
-    for (long t = steps - 1; t >= 0; --t) {                                                     \
-      long n = batch_sizes ? batch_sizes[t] : batch;                                            \
-      const T *dh_a = grad_out + t * batch * state, *dh_b = carry_h;                            \
-      if (w_hr) {                                                                               \
-        T *p = proj_in + t * batch * state;                                                     \
-        for (long k = 0; k < n * state; ++k) p[k] = dh_a[k] + carry_h[k];                       \
-        mm_##SUFFIX(&blas, n, hidden, state, p, w_hr, 0, n == batch ? w_hr_packed : 0, dh);     \
-        dh_a = dh;                                                                              \
-        dh_b = 0;                                                                               \
+      gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
+      const long *bounds, long hidden, long state, const long *batch_sizes, const T *grad_out,  \
+      T *carry_h, T *carry_c, const T *acts, const T *cells, const T *tanh_cells, const T *c0,  \
+      const T *w_hh, const T *w_hh_packed, const T *w_hr, const T *w_hr_packed, T *proj_in, T *dh,\
+      T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln, const T *rec_stats,          \
+      const T *cell_stats, T *d_rec, T *d_cn) {                                                 \
+    const long gates = 4 * hidden, tb = steps * batch;                                          \
+    const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
+    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
+    for (long part = 0; part < parts; ++part) {                                                 \
+      const long row0 = bounds[part], row1 = bounds[part + 1];                                  \
+      const int whole = row0 == 0 && row1 == batch;                                             \
+      T *carry_h_r = carry_h + row0 * state, *carry_c_r = carry_c + row0 * hidden;              \
+      T *dh_r = dh ? dh + row0 * hidden : 0;                                                    \
+      for (long t = steps - 1; t >= 0; --t) {                                                   \
+        long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                   \
+        if (n <= 0) continue; /* these rows start at a later step */                            \
+        long at = t * batch + row0;                                                             \
+        int full = whole && n == batch;                                                         \
+        const T *dh_a = grad_out + at * state, *dh_b = carry_h_r;                               \
+        if (w_hr) {                                                                             \
+          T *p = proj_in + at * state;                                                          \
+          for (long k = 0; k < n * state; ++k) p[k] = dh_a[k] + carry_h_r[k];                   \
+          mm_##SUFFIX(&blas, n, hidden, state, p, w_hr, 0, panel || full ? w_hr_packed : 0, dh_r);\
+          dh_a = dh_r;                                                                          \
+          dh_b = 0;                                                                             \
+        }                                                                                       \
+        const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;               \
+        const T *a_t = acts + at * gates, *s_t = tanh_cells + at * hidden;                      \
+        T *dp_t = d_pre + at * gates, *src = dp_t;                                              \
+        if (ln_hh) {                                                                            \
+          src = d_rec + at * gates;                                                             \
+          lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev,         \
+                               cells + at * hidden, cell_stats + at, cell_stats + tb + at, g_c, \
+                               rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
+                               dp_t, src, d_cn + at * hidden);                                  \
+        } else {                                                                                \
+          lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev, dp_t);     \
+        }                                                                                       \
+        mm_##SUFFIX(&blas, n, state, gates, src, w_hh, 0, panel || full ? w_hh_packed : 0, carry_h_r);\
       }                                                                                         \
-      const T *c_prev = t ? cells + (t - 1) * batch * hidden : c0;                              \
-      const T *a_t = acts + t * batch * gates, *s_t = tanh_cells + t * batch * hidden;          \
-      T *dp_t = d_pre + t * batch * gates, *src = dp_t;                                         \
-      if (ln_hh) {                                                                              \
-        src = d_rec + t * batch * gates;                                                        \
-        lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c, a_t, s_t, c_prev,             \
-                                  cells + t * batch * hidden, cell_stats + t * batch,           \
-                                  cell_stats + tb + t * batch, g_c,                             \
-                                  rec_pre_ln + t * batch * gates, rec_stats + t * batch,        \
-                                  rec_stats + tb + t * batch, ln_hh, dp_t, src,                 \
-                                  d_cn + t * batch * hidden);                                   \
-      } else {                                                                                  \
-        lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c, a_t, s_t, c_prev, dp_t);         \
-      }                                                                                         \
-      mm_##SUFFIX(&blas, n, state, gates, src, w_hh, 0, n == batch ? w_hh_packed : 0, carry_h); \
     }                                                                                           \
   }                                                                                             \
-  /* out (n, cols) = a (n, k) @ w.T through `gemm`: native.py checks the BLAS binding with it. */ \
-  void gemm_check_##SUFFIX(gemm_##SUFFIX gemm, compute_##SUFFIX compute, long n, long cols,     \
-                           long k, const T *a, const T *w, const T *packed, T *out) {           \
-    const blas_##SUFFIX blas = {gemm, compute};                                                 \
+  /* out (n, cols) = a (n, k) @ w.T through `gemm`/`compute`/`panel`: native.py checks each    \
+   * binding with it. */                                                                        \
+  void gemm_check_##SUFFIX(gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel,  \
+                           long n, long cols, long k, const T *a, const T *w, const T *packed,  \
+                           T *out) {                                                            \
+    const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
     mm_##SUFFIX(&blas, n, cols, k, a, w, 1, packed, out);                                       \
   }
 

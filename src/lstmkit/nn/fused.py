@@ -8,14 +8,18 @@ recurrence leaves the time loop:
 * the input projection for all steps is one matmul (done by the caller; the result is ``xp``);
 * weight gradients are one GEMM over all steps; the gradient of ``xp`` is returned as is, so the
   caller's autograd turns it into ``weight_ih``/bias/input gradients with one more GEMM;
-* the per-step GEMMs reuse a weight packed once per call (oneDNN, `StepMatmul`).
+* the per-step GEMMs reuse a weight packed once per call (oneDNN, `StepMatmul`, or the C loop's
+  own packing);
+* the large buffers it allocates are huge-page backed (`lstmkit.nn.memory`).
 
 The elementwise work of a step runs in one of two implementations of the same equations:
 
 * **native** — one C loop each way (`lstmkit.nn.native`), for the plain and the layer-norm LSTM
-  on CPU when a C compiler is available; where torch's library exports a BLAS (MKL in the x86-64
-  wheels) the whole time loop runs in C too, one call per layer and direction each way, with
-  the per-step GEMMs through that BLAS (no per-step Python or dispatch);
+  on CPU when a C compiler is available; the whole time loop runs in C too, one call per layer
+  and direction each way (no per-step Python or dispatch), with the per-step GEMMs through
+  lstmkit's own AVX-512 GEMM (float32; batch rows split over torch's OpenMP threads) or the BLAS
+  torch's library exports (MKL in the x86-64 wheels), and the weight gradients through the same
+  own GEMM (`t_matmul`);
 * **torch ops** — ~7 ops a step forward and ~6 backward for the plain LSTM (more per variant),
   with the backward's local derivatives computed for all steps at once before the loop. It serves
   every variant, every device and dtype.
@@ -39,6 +43,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import memory
 from .cell import LAYER_NORM_EPS
 from .native import Kernels
 from .native import kernels as native_kernels
@@ -53,12 +58,12 @@ USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, 
 # exports one. Tests switch these off to check that every path gives the same numbers.
 USE_NATIVE = True
 USE_NATIVE_LOOP = True
-# ... up to this many multiply-adds in a step's recurrent GEMM (batch x 4H x P). Above it the
-# per-step oneDNN GEMM called from Python wins: on the 2-core AMD EPYC, MKL's GEMM measured 1.3x
-# slower than oneDNN's packed one at (16 x 128 x 512) and 3.5x at (64 x 256 x 1024), and the
-# C loop's saving is per step (~10 us each way). scripts/benchmark_nn.py (custom vs
-# custom-steploop): 1.94x vs 2.13x torch.nn.LSTM at (32, 100, 1, 128), 1.04x vs 1.14x at
-# (16, 1000, 8, 128), but 1.56x vs 1.29x at (64, 256, 64, 256, 2 layers).
+# With a BLAS (not lstmkit's own GEMM: see native.Blas), the C loop is used only up to this many
+# multiply-adds in a step's recurrent GEMM (batch x 4H x P). Above it the per-step oneDNN GEMM
+# called from Python wins: on the 2-core AMD EPYC, MKL's GEMM measured 1.3x slower than oneDNN's
+# packed one at (16 x 128 x 512) and 3.5x at (64 x 256 x 1024), and the C loop's saving is per
+# step (~10 us each way). lstmkit's own GEMM (AVX-512 builds, float32) is faster than both at
+# every LSTM shape measured (scripts/benchmark_gemm.py), so with it the C loop always runs.
 NATIVE_LOOP_MAX_MACS = 1 << 22
 
 SAVED = [
@@ -108,6 +113,18 @@ class StepMatmul:
         return torch.mm(x, self.weight_t)
 
 
+def t_matmul(a: Tensor, b: Tensor, accumulate_into: Tensor | None = None) -> Tensor:
+    """``a.T @ b`` (``a (K, M)``, ``b (K, N)``; K = steps x batch), added into
+    ``accumulate_into`` when given: the weight gradients' reductions over all steps. Through
+    lstmkit's own GEMM where it runs (`Kernels.weight_grad`), else torch."""
+    native = native_kernels() if USE_NATIVE else None
+    if native is not None and native.supports_weight_grad(a) and b.dtype == a.dtype:
+        return native.weight_grad(a, b, accumulate_into)
+    if accumulate_into is None:
+        return a.t().mm(b)
+    return accumulate_into.addmm_(a.t(), b)
+
+
 def project_input(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """The input projection of all steps at once: ``x (T, B, C) @ weight.T + bias -> (T, B, 4H)``.
 
@@ -147,7 +164,7 @@ class _PackedLinear(torch.autograd.Function):
         if need[0]:
             grad_x = StepMatmul(weight.t(), flat_grad.shape[0])(flat_grad).view(x.shape)
         if need[1]:
-            grad_w = flat_grad.t().mm(x.reshape(-1, x.shape[-1]))
+            grad_w = t_matmul(flat_grad, x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and need[2]:
             grad_b = flat_grad.sum(0)
         return grad_x, grad_w, grad_b
@@ -199,19 +216,24 @@ class FusedLSTMLayer(torch.autograd.Function):
         native = _native_for(xp, simple)
 
         # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
-        # the backward reads whole buffers); with full batches every row is written.
-        new = xp.new_empty if batch_sizes is None else xp.new_zeros
-        acts = xp.new_empty(xp.shape)  # activations o, i, f, g (contiguous, whatever xp is)
-        cells = new(steps, batch, hidden)
-        tanh_cells = xp.new_empty(steps, batch, hidden)
-        out = new(steps, batch, state)
-        pre_proj = new(steps, batch, hidden) if proj else None
-        rec_pre_ln = new(steps, batch, gate_size) if ln else None
+        # the backward reads whole buffers); with full batches every row is written. Large
+        # buffers are huge-page backed (see lstmkit.nn.memory).
+        zero = batch_sizes is not None
+        acts = memory.empty(xp, *xp.shape)  # activations o, i, f, g (contiguous, whatever xp is)
+        cells = memory.empty(xp, steps, batch, hidden, zero=zero)
+        tanh_cells = memory.empty(xp, steps, batch, hidden)
+        out = memory.empty(xp, steps, batch, state, zero=zero)
+        pre_proj = memory.empty(xp, steps, batch, hidden, zero=zero) if proj else None
+        rec_pre_ln = memory.empty(xp, steps, batch, gate_size, zero=zero) if ln else None
         # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
-        rec_stats = new(2, steps, batch, 1) if ln else None
-        cell_stats = new(2, steps, batch, 1) if ln_cell_weight is not None else None
+        rec_stats = memory.empty(xp, 2, steps, batch, 1, zero=zero) if ln else None
+        cell_stats = (
+            memory.empty(xp, 2, steps, batch, 1, zero=zero) if ln_cell_weight is not None else None
+        )
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
-        fresh = new(steps, batch, hidden) if zoneout_c is not None else cells
+        fresh = (
+            memory.empty(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
+        )
 
         if native is not None and _native_loop(native, xp, weight_hh):
             ln_buffers = None
@@ -346,7 +368,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         if v.last is None:
             grads.out = grad_out  # grad_h_n is added at the last step
         else:
-            grads.out = grad_out.clone()
+            grads.out = memory.empty_like(grad_out).copy_(grad_out)
             rows = torch.arange(grad_out.shape[1], device=v.last.device)
             grads.out.index_put_((v.last, rows), grad_h_n, accumulate=True)
 
@@ -375,8 +397,10 @@ def _native_for(xp: Tensor, simple: bool) -> Kernels | None:
 
 def _native_loop(native: Kernels, x: Tensor, weight_hh: Tensor) -> bool:
     """Whether the whole time loop runs in C (see `NATIVE_LOOP_MAX_MACS`)."""
-    small = x.shape[1] * weight_hh.numel() <= NATIVE_LOOP_MAX_MACS
-    return USE_NATIVE_LOOP and small and native.supports_sequence(x)
+    if not (USE_NATIVE_LOOP and native.supports_sequence(x)):
+        return False
+    own_gemm = native.blas(x.dtype).panel is not None
+    return own_gemm or x.shape[1] * weight_hh.numel() <= NATIVE_LOOP_MAX_MACS
 
 
 def _contiguous(t: Tensor | None) -> Tensor | None:
@@ -390,7 +414,10 @@ def _sizes_tensor(batch_sizes: list[int] | None) -> Tensor | None:
 def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
     """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
     with full batches every row is written, so no zero fill is needed."""
-    new = torch.empty_like if batch_sizes is None else torch.zeros_like
+
+    def new(t: Tensor) -> Tensor:
+        return memory.empty_like(t, zero=batch_sizes is not None)
+
     return SimpleNamespace(
         pre=new(v.acts),  # d loss / d pre-activations (= d xp), internal order
         rec=new(v.rec_pre_ln) if v.ln_hh is not None else None,  # before the recurrent LN
@@ -569,9 +596,11 @@ def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
         grad_w_hh = grad_rec[0].t().mm(h_first)
         if steps > 1:
             h_rest = v.out[:-1] if mask is None else v.out[:-1] * mask
-            grad_w_hh.addmm_(grad_rec[1:].reshape(-1, gate_size).t(), h_rest.reshape(-1, state))
+            grad_w_hh = t_matmul(
+                grad_rec[1:].reshape(-1, gate_size), h_rest.reshape(-1, state), grad_w_hh
+            )
     if b.proj_in is not None and need[4]:
-        grad_w_hr = b.proj_in.reshape(-1, state).t().mm(v.pre_proj.reshape(-1, hidden))
+        grad_w_hr = t_matmul(b.proj_in.reshape(-1, state), v.pre_proj.reshape(-1, hidden))
     if v.peephole is not None and need[5]:
         d_o, d_i, d_f, _ = b.pre.split(hidden, dim=-1)
         d_if = torch.stack((d_i, d_f), dim=2)  # (T, B, 2, H)
@@ -590,11 +619,15 @@ def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
 
 
 def _layer_norm_gain_grad(grad: Tensor, x: Tensor, stats: Tensor) -> Tensor:
-    """``sum_{t,b} grad * (x - mean) * rstd`` over ``(T, B, F)``, as one product and two GEMVs
-    (``sum grad * x * rstd - sum grad * mean * rstd``) instead of three full-size temporaries."""
+    """``sum_{t,b} grad * (x - mean) * rstd`` over ``(T, B, F)``: one C pass where the native
+    kernels run, else one product and two GEMVs (``sum grad * x * rstd - sum grad * mean *
+    rstd``) instead of three full-size temporaries."""
     mean, rstd = (s.reshape(-1) for s in stats)
     features = grad.shape[-1]
     grad, x = grad.reshape(-1, features), x.reshape(-1, features)
+    native = native_kernels() if USE_NATIVE else None
+    if native is not None and native.supports(grad):  # one pass, no temporary
+        return native.ln_gain_grad(grad, x, torch.stack((mean, rstd)))
     return (grad * x).t().mv(rstd) - grad.t().mv(mean * rstd)
 
 

@@ -6,11 +6,17 @@ vectorised loop each way. It is compiled at first use with the system C compiler
 ``cc``; a fraction of a second) into a cache folder (``$LSTMKIT_CACHE_DIR``, default
 ``~/.cache/lstmkit``) and loaded with ctypes, so there is no build step and nothing to install.
 
-It also holds whole time loops (`Kernels.sequence_forward`/`sequence_backward`): the per-step
-GEMMs go through the BLAS that torch's own library exports (MKL's ``sgemm_``/``dgemm_`` and, for
-float32, its packed-matrix API in the x86-64 wheels), each binding checked against ``torch.mm``
-when the kernels load. Where torch exports no BLAS, or with ``LSTMKIT_NATIVE_LOOP=0``, the loop
-stays in Python (`Kernels.supports_sequence` is False).
+It also holds whole time loops (`Kernels.sequence_forward`/`sequence_backward`). Their per-step
+GEMMs go through lstmkit's own float32 GEMM where the kernels are built for AVX-512 (weights
+packed once per call into 32-column panels; near the FMA peak at LSTM shapes, where MKL's GEMM
+reaches under half of it on AMD CPUs), else through the BLAS that torch's own library exports
+(MKL's ``sgemm_``/``dgemm_`` and, for float32, its packed-matrix API in the x86-64 wheels). Each
+binding is checked against ``torch.mm`` when the kernels load. Batch rows never interact, so with
+the own GEMM (no threads of its own) a loop runs disjoint row ranges on ``torch.get_num_threads()``
+threads (`row_ranges`; ctypes releases the GIL). The weight gradients' long reductions over all
+steps use the same GEMM (`Kernels.weight_grad`). Where torch exports no BLAS and the own GEMM is
+not built, or with ``LSTMKIT_NATIVE_LOOP=0``, the loop stays in Python
+(`Kernels.supports_sequence` is False).
 
 Without a compiler, on a CPU other than x86-64/aarch64 Linux or macOS, or with
 ``LSTMKIT_NATIVE=0``, `kernels()` returns ``None`` and the fused path uses torch ops — the same
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import platform
@@ -38,6 +45,16 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_kernels.c")
+
+# lstmkit's own float32 GEMM (AVX-512 builds) for the C loops' per-step products and the weight
+# gradients; off, they use torch's BLAS (MKL) single-threaded, as before it existed. Benchmarks
+# and tests switch it; ``LSTMKIT_NATIVE_GEMM=0`` keeps it from being loaded at all.
+USE_OWN_GEMM = True
+
+# Row-parallel time loops: below this many multiply-adds per call (all steps), or with fewer
+# rows per thread, the thread hand-off (~20 us) costs more than it saves.
+PARALLEL_MIN_MACS = 1 << 22
+PARALLEL_MIN_ROWS = 4
 
 
 def _isa_flags() -> list[str]:
@@ -57,13 +74,14 @@ def _compile(target: Path, flags: list[str]) -> None:
     if compiler is None:
         raise RuntimeError("no C compiler found (set CC or install gcc/clang)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    openmp = [flag for flag in flags if flag == "-fopenmp"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         obj, built = Path(tmp) / "kernels.o", Path(tmp) / target.name
         # Compile and link separately: -ffast-math on the link line would add crtfastmath.o,
         # which flushes denormals to zero for the whole process when the library loads.
         for cmd in (
             [compiler, *flags, "-c", str(SOURCE), "-o", str(obj)],
-            [compiler, "-shared", str(obj), "-o", str(built), "-lm"],
+            [compiler, "-shared", str(obj), "-o", str(built), "-lm", *openmp],
         ):
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -74,9 +92,15 @@ def _compile(target: Path, flags: list[str]) -> None:
 class Kernels:
     """ctypes bindings of `_kernels.c` for float32 and float64 contiguous CPU tensors."""
 
-    def __init__(self, library: ctypes.CDLL, blas: dict[torch.dtype, Blas] | None = None) -> None:
+    def __init__(
+        self, library: ctypes.CDLL, blas: dict[torch.dtype, list[Blas]] | None = None
+    ) -> None:
         self._forward, self._backward, self._ln_forward, self._ln_backward = {}, {}, {}, {}
         self._seq_forward, self._seq_backward, self._gemm_check = {}, {}, {}
+        self._ln_gain_grad = {}
+        # Row ranges run in parallel only where the library is built with OpenMP and shares
+        # torch's own OpenMP runtime (its threads, its thread count).
+        self.parallel = bool(library.lstm_parallel()) and _one_openmp_runtime()
         pointer, size = ctypes.c_void_p, ctypes.c_long
         for dtype, suffix, real in (
             (torch.float32, "f32", ctypes.c_float),
@@ -86,67 +110,160 @@ class Kernels:
                 (
                     self._seq_forward,
                     "lstm_sequence_forward",
-                    [pointer, pointer, *[size] * 4, *[pointer] * 14, real, *[pointer] * 6],
+                    [
+                        *[pointer] * 3,
+                        *[size] * 3,
+                        pointer,
+                        *[size] * 2,
+                        *[pointer] * 14,
+                        real,
+                        *[pointer] * 6,
+                    ],
                 ),
                 (
                     self._seq_backward,
                     "lstm_sequence_backward",
-                    [pointer, pointer, *[size] * 4, *[pointer] * 22],
+                    [*[pointer] * 3, *[size] * 3, pointer, *[size] * 2, *[pointer] * 22],
                 ),
-                (self._gemm_check, "gemm_check", [pointer, pointer, *[size] * 3, *[pointer] * 4]),
+                (self._gemm_check, "gemm_check", [*[pointer] * 3, *[size] * 3, *[pointer] * 4]),
                 (self._forward, "lstm_forward", [size, size, *[pointer] * 7]),
                 (self._backward, "lstm_backward", [size, size, *[pointer] * 7]),
                 (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 14]),
                 (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 17]),
+                (self._ln_gain_grad, "lstm_ln_gain_grad", [size, pointer, size, *[pointer] * 5]),
             ):
                 function = getattr(library, f"{name}_{suffix}")
                 function.argtypes, function.restype = argtypes, None
                 table[dtype] = function
 
-        # dtype -> BLAS functions for the whole-sequence loops; only bindings that pass a check
-        # against torch.mm are kept (and packed GEMM only if it passes too).
-        self._blas = {}
-        for dtype, functions in (blas or {}).items():
-            if functions.packed is not None and not self._gemm_works(dtype, functions, True):
-                functions = Blas(functions.gemm)
-            if self._gemm_works(dtype, functions, False):
-                self._blas[dtype] = functions
+        # dtype -> the GEMM functions of the whole-sequence loops that pass a check against
+        # torch.mm, in order of preference (MKL's packed GEMM is dropped alone if it fails).
+        self._blas: dict[torch.dtype, list[Blas]] = {}
+        for dtype, candidates in (blas or {}).items():
+            for functions in candidates:
+                mkl_packed = functions.panel is None and functions.packed is not None
+                if mkl_packed and not self.gemm_works(dtype, functions, packed=True):
+                    functions = Blas(functions.gemm)
+                if self.gemm_works(dtype, functions, packed=functions.panel is not None):
+                    self._blas.setdefault(dtype, []).append(functions)
+
+        # lstmkit's own weight-gradient GEMM: built with, and trusted as far as, the own GEMM
+        self._tn = None
+        if any(b.panel is not None for b in self._blas.get(torch.float32, [])):
+            self._tn = library.lstm_panel_gemm_tn_f32
+            self._tn.argtypes = [
+                size, pointer, size, size, pointer, size, pointer, size, pointer, ctypes.c_int
+            ]  # fmt: skip
+            self._tn.restype = None
 
     def supports(self, t: Tensor) -> bool:
         return t.device.type == "cpu" and t.dtype in self._forward
 
     def supports_sequence(self, t: Tensor) -> bool:
         """Whether `sequence_forward`/`sequence_backward` run for ``t``'s device and dtype."""
-        return t.device.type == "cpu" and t.dtype in self._blas
+        return t.device.type == "cpu" and self._choice(t.dtype) is not None
 
-    def _gemm_works(self, dtype: torch.dtype, blas: Blas, packed: bool) -> bool:
+    def _choice(self, dtype: torch.dtype) -> Blas | None:
+        for functions in self._blas.get(dtype, []):
+            if USE_OWN_GEMM or functions.panel is None:
+                return functions
+        return None
+
+    def gemm_works(self, dtype: torch.dtype, blas: Blas, packed: bool) -> bool:
+        """Whether ``blas`` (through the C loops' own GEMM dispatch) equals ``torch.mm``, over
+        row counts that use every register-block size of the panel GEMM."""
         generator = torch.Generator().manual_seed(0)
-        a = torch.randn(3, 5, dtype=dtype, generator=generator)
-        w = torch.randn(7, 5, dtype=dtype, generator=generator)
-        out = torch.empty(3, 7, dtype=dtype)
-        packed_w = blas.pack(w, transposed=True, rows=3) if packed else None
-        self._gemm_check[dtype](
-            blas.gemm, blas.compute_address, 3, 7, 5, a.data_ptr(), w.data_ptr(),
-            _ptr(packed_w), out.data_ptr(),
-        )  # fmt: skip
-        return torch.allclose(out, a @ w.t())
+        for rows, cols, k in ((3, 7, 5), (21, 45, 9)):
+            a = torch.randn(rows, k, dtype=dtype, generator=generator)
+            w = torch.randn(cols, k, dtype=dtype, generator=generator)
+            if not torch.allclose(
+                self.blas_matmul(a, w, blas.pack(w, True, rows) if packed else None, blas),
+                a @ w.t(),
+                atol=1e-5,
+            ):
+                return False
+        return True
 
-    def blas_matmul(self, a: Tensor, weight: Tensor, packed: Tensor | None = None) -> Tensor:
-        """``a (n, k) @ weight.T`` (``weight (cols, k)``) through the BLAS the C time loop uses;
-        ``packed``: ``Blas.pack(weight, transposed=True, rows=n)``, or None (plain GEMM). For
-        tests and ``scripts/benchmark_gemm.py``."""
-        blas = self._blas[a.dtype]
+    def blas_matmul(
+        self, a: Tensor, weight: Tensor, packed: Tensor | None = None, blas: Blas | None = None
+    ) -> Tensor:
+        """``a (n, k) @ weight.T`` (``weight (cols, k)``) through the GEMM the C time loop uses
+        (or ``blas``); ``packed``: ``blas.pack(weight, transposed=True, rows=n)``, or None
+        (plain GEMM; the panel GEMM packs here). For tests and
+        ``scripts/benchmark_gemm.py``."""
+        blas = blas or self.blas(a.dtype)
         a, weight = a.contiguous(), weight.contiguous()
+        if packed is None and blas.panel is not None:
+            packed = blas.pack(weight, transposed=True, rows=a.shape[0])
         out = a.new_empty(a.shape[0], weight.shape[0])
         self._gemm_check[a.dtype](
-            blas.gemm, blas.compute_address, a.shape[0], weight.shape[0], a.shape[1],
+            *blas.functions, a.shape[0], weight.shape[0], a.shape[1],
             a.data_ptr(), weight.data_ptr(), _ptr(packed), out.data_ptr(),
         )  # fmt: skip
         return out
 
+    def supports_weight_grad(self, t: Tensor) -> bool:
+        """Whether `weight_grad` runs for ``t``'s device and dtype (float32, own GEMM)."""
+        own = self._tn is not None and USE_OWN_GEMM
+        return own and t.device.type == "cpu" and t.dtype == torch.float32
+
+    def weight_grad(self, a: Tensor, b: Tensor, accumulate_into: Tensor | None = None) -> Tensor:
+        """``a.T @ b`` for ``a (K, M)`` and ``b (K, N)`` (K: all steps x batch), added into
+        ``accumulate_into (M, N)`` when given; returns the ``(M, N)`` result.
+
+        MKL's GEMM measured 3-7x slower than this on such long reductions with a transposed
+        operand. Rows of the result are split over ``torch.get_num_threads()`` threads.
+        """
+        k, m = a.shape
+        n = b.shape[1]
+        if n < Blas.PANEL_COLS <= m:  # narrow b (e.g. 8 input features): c.T = b.T @ a
+            result = self.weight_grad(b, a).t().contiguous()
+            return result if accumulate_into is None else accumulate_into.add_(result)
+        a, b = a.contiguous(), b.contiguous()
+        out = accumulate_into if accumulate_into is not None else a.new_empty(m, n)
+        if not out.is_contiguous():
+            raise ValueError("weight_grad accumulates into contiguous tensors only")
+        parts = self._parts(m // 8, k * m * n)
+        # rows of the result split at multiples of 8 (the register block)
+        bounds = _bounds([8 * round(m / 8 * i / parts) for i in range(parts)] + [m])
+        self._tn(
+            len(bounds) - 1, bounds.data_ptr(), n, k, a.data_ptr(), m, b.data_ptr(), n,
+            out.data_ptr(), int(accumulate_into is not None),
+        )  # fmt: skip
+        return out
+
+    def ln_gain_grad(self, grad: Tensor, x: Tensor, stats: Tensor) -> Tensor:
+        """``sum_rows grad * (x - mean) * rstd`` for ``grad, x (N, F)`` and ``stats (2, N)``
+        (mean, rstd): a layer norm's gain gradient in one pass, rows split over threads."""
+        rows, features = grad.shape
+        grad, x, stats = grad.contiguous(), x.contiguous(), stats.contiguous()
+        parts = self._parts(rows // PARALLEL_MIN_ROWS, rows * features)
+        bounds = _bounds(row_ranges(rows, None, parts))
+        partial_sums = grad.new_zeros(len(bounds) - 1, features)
+        self._ln_gain_grad[grad.dtype](
+            len(bounds) - 1, bounds.data_ptr(), features, grad.data_ptr(), x.data_ptr(),
+            stats[0].data_ptr(), stats[1].data_ptr(), partial_sums.data_ptr(),
+        )  # fmt: skip
+        return partial_sums.sum(0)
+
+    def _parts(self, most: int, macs: int) -> int:
+        """How many row ranges to run in parallel: ``torch.get_num_threads()``, at most
+        ``most``, and 1 without OpenMP or below `PARALLEL_MIN_MACS` multiply-adds."""
+        if not self.parallel or macs < PARALLEL_MIN_MACS:
+            return 1
+        return max(1, min(torch.get_num_threads(), most))
+
+    def gemms(self, dtype: torch.dtype) -> list[Blas]:
+        """Every GEMM binding for ``dtype`` that passed its check, in order of preference."""
+        return list(self._blas.get(dtype, []))
+
     def blas(self, dtype: torch.dtype) -> Blas:
-        """The checked BLAS functions for ``dtype`` (see `supports_sequence`)."""
-        return self._blas[dtype]
+        """The checked GEMM functions the C loops use for ``dtype`` (see `supports_sequence`):
+        lstmkit's own GEMM where it is built and `USE_OWN_GEMM` is on, else torch's BLAS."""
+        choice = self._choice(dtype)
+        if choice is None:
+            raise KeyError(f"no checked GEMM for {dtype} (see supports_sequence)")
+        return choice
 
     def sequence_forward(
         self, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None,
@@ -164,15 +281,18 @@ class Kernels:
         """
         steps, batch, gates = xp.shape
         z = xp.new_empty(batch, gates) if ln is None else None
-        blas = self._blas[xp.dtype]
+        blas = self.blas(xp.dtype)
         # each weight packed once for all full-batch steps: B = weight.T
         hh_packed = blas.pack(weight_hh, transposed=True, rows=batch)
         hr_packed = None if weight_hr is None else blas.pack(weight_hr, transposed=True, rows=batch)
+        bounds = self._row_bounds(blas, batch_sizes, steps, batch, gates * out.shape[-1])
         self._seq_forward[xp.dtype](
-            blas.gemm, blas.compute_address, steps, batch, gates // 4, out.shape[-1],
+            *blas.functions, steps, batch, len(bounds) - 1, bounds.data_ptr(),
+            gates // 4, out.shape[-1],
             _ptr(batch_sizes), xp.data_ptr(), h0.data_ptr(), c0.data_ptr(), weight_hh.data_ptr(),
-            _ptr(hh_packed), _ptr(weight_hr), _ptr(hr_packed), acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr(),
-            _ptr(pre_proj), _ptr(z), ln.eps if ln else 0.0, *(
+            _ptr(hh_packed), _ptr(weight_hr), _ptr(hr_packed), acts.data_ptr(), cells.data_ptr(),
+            tanh_cells.data_ptr(), out.data_ptr(), _ptr(pre_proj), _ptr(z),
+            ln.eps if ln else 0.0, *(
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "cell_bias", "rec_pre_ln", "rec_stats",
                              "cell_stats")
@@ -195,14 +315,16 @@ class Kernels:
         """
         steps, batch, gates = acts.shape
         dh = acts.new_empty(batch, gates // 4) if weight_hr is not None else None
-        blas = self._blas[acts.dtype]
+        blas = self.blas(acts.dtype)
         # B = weight as is: the gradients flow back through x @ weight.T
         hh_packed = blas.pack(weight_hh, transposed=False, rows=batch)
         hr_packed = (
             None if weight_hr is None else blas.pack(weight_hr, transposed=False, rows=batch)
         )
+        bounds = self._row_bounds(blas, batch_sizes, steps, batch, gates * carry_h.shape[-1])
         self._seq_backward[acts.dtype](
-            blas.gemm, blas.compute_address, steps, batch, gates // 4, carry_h.shape[-1],
+            *blas.functions, steps, batch, len(bounds) - 1, bounds.data_ptr(),
+            gates // 4, carry_h.shape[-1],
             _ptr(batch_sizes), grad_out.data_ptr(), carry_h.data_ptr(), carry_c.data_ptr(),
             acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr(), c0.data_ptr(),
             weight_hh.data_ptr(), _ptr(hh_packed), _ptr(weight_hr), _ptr(hr_packed),
@@ -212,6 +334,16 @@ class Kernels:
                              "d_rec", "d_cn")
             ),
         )  # fmt: skip
+
+    def _row_bounds(
+        self, blas: Blas, batch_sizes: Tensor | None, steps: int, batch: int, macs_per_row: int
+    ) -> Tensor:
+        """Where a time loop's batch splits into ranges that run in parallel: only with a GEMM
+        that has no threads of its own, ranges of about equal work (see `row_ranges`)."""
+        parts = 1
+        if blas.thread_safe:
+            parts = self._parts(batch // PARALLEL_MIN_ROWS, steps * batch * macs_per_row)
+        return _bounds(row_ranges(batch, batch_sizes, parts))
 
     def forward(
         self, xp: Tensor, z: Tensor, acts: Tensor, c_prev: Tensor, c: Tensor, s: Tensor, h: Tensor
@@ -271,35 +403,97 @@ class Kernels:
         )  # fmt: skip
 
 
+def _one_openmp_runtime() -> bool:
+    """Whether this process maps a single libgomp (torch's), so lstmkit's parallel loops run on
+    torch's own OpenMP threads instead of a second pool competing with them (Linux; elsewhere
+    the kernels are built without OpenMP)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    runtimes = {line.split()[-1] for line in maps.splitlines() if "libgomp" in line}
+    return len(runtimes) == 1
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-class Blas:
-    """The BLAS functions of one dtype: Fortran ``?gemm_`` and, with MKL, its packed-matrix API.
+def row_ranges(batch: int, batch_sizes: Tensor | None, parts: int) -> list[tuple[int, int]]:
+    """Split rows ``0..batch`` into ``parts`` contiguous ranges of about equal work (row steps).
 
-    ``gemm``: the address of ``sgemm_``/``dgemm_``. ``packed``: None, or the ctypes functions
-    ``(get_size, pack, compute)`` of ``cblas_?gemm_pack_get_size/_pack/_compute``: a weight used
-    at every step is packed once per call, as oneDNN does for ``torch.nn.LSTM``.
+    ``batch_sizes``: int64 ``(T,)``, non-increasing rows active per step, or None (all rows at
+    every step). Empty ranges are dropped.
+    """
+    if batch_sizes is None:
+        bounds = [round(batch * i / parts) for i in range(parts + 1)]
+    else:
+        # steps each row is active for, then where the running total crosses each share
+        steps_per_row = (batch_sizes.unsqueeze(1) > torch.arange(batch)).sum(0)
+        cumulative = steps_per_row.cumsum(0)
+        shares = cumulative[-1] * torch.arange(1, parts) / parts
+        inner = (torch.searchsorted(cumulative, shares, right=False) + 1).tolist()
+        bounds = [0, *inner, batch]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _bounds(ranges: list[tuple[int, int]] | list[int]) -> Tensor:
+    """Range boundaries as the C functions take them: int64 ``(parts + 1,)``, empty ranges
+    dropped."""
+    if ranges and isinstance(ranges[0], tuple):
+        ranges = [ranges[0][0], *(end for _, end in ranges)]
+    bounds = [ranges[0], *(b for a, b in itertools.pairwise(ranges) if b > a)]
+    return torch.tensor(bounds, dtype=torch.int64)
+
+
+class Blas:
+    """The GEMM functions the C time loop calls for one dtype.
+
+    ``gemm``: the address of BLAS ``sgemm_``/``dgemm_``, or None. ``packed``: None, or the ctypes
+    functions ``(get_size, pack, compute)`` of MKL's ``cblas_?gemm_pack_get_size/_pack/_compute``:
+    a weight used at every step is packed once per call, as oneDNN does for ``torch.nn.LSTM``.
+    ``panel``: None, or ``(pack, gemm)`` of lstmkit's own packed GEMM (``lstm_panel_*_f32`` in
+    ``_kernels.c``, AVX-512 builds): ``pack`` a ctypes function, ``gemm`` an address. When
+    present it is used at every step (any row count) and, having no threads of its own, lets the
+    loop run row ranges on several threads.
     """
 
     ROW_MAJOR, NO_TRANS, TRANS, B_MATRIX = 101, 111, 112, 162  # CBLAS enum values
+    PANEL_COLS = 32  # as in _kernels.c
 
-    def __init__(self, gemm: int, packed: tuple[Any, Any, Any] | None = None) -> None:
-        self.gemm, self.packed = gemm, packed
+    def __init__(
+        self, gemm: int | None, packed: tuple[Any, Any, Any] | None = None,
+        panel: tuple[Any, int] | None = None,
+    ) -> None:  # fmt: skip
+        self.gemm, self.packed, self.panel = gemm, packed, panel
         compute = None if packed is None else packed[2]
         self.compute_address = (
             None if compute is None else ctypes.cast(compute, ctypes.c_void_p).value
         )
 
+    @property
+    def functions(self) -> tuple[int | None, int | None, int | None]:
+        """``(gemm, compute, panel)`` addresses as the C loops take them."""
+        panel = None if self.panel is None else self.panel[1]
+        return self.gemm, None if panel else self.compute_address, panel
+
+    @property
+    def thread_safe(self) -> bool:
+        return self.panel is not None
+
     def pack(self, weight: Tensor, transposed: bool, rows: int) -> Tensor | None:
         """``weight.T`` (``transposed``, weight ``(cols, k)``) or ``weight`` (``(k, cols)``)
-        packed as the B matrix of GEMMs with ``rows`` rows; None without the packed API."""
+        packed as the B matrix of GEMMs with ``rows`` rows; None without a packed GEMM."""
+        weight = weight.contiguous()
+        cols, k = weight.shape if transposed else weight.shape[::-1]
+        if self.panel is not None:
+            panels = -(-cols // self.PANEL_COLS)
+            buffer = weight.new_empty(panels * k * self.PANEL_COLS)
+            self.panel[0](k, cols, weight.data_ptr(), int(transposed), buffer.data_ptr())
+            return buffer
         if self.packed is None:
             return None
         get_size, pack, _ = self.packed
-        weight = weight.contiguous()
-        cols, k = weight.shape if transposed else weight.shape[::-1]
         trans = self.TRANS if transposed else self.NO_TRANS
         size = get_size(self.B_MATRIX, rows, cols, k)
         buffer = torch.empty(-(-size // weight.element_size()), dtype=weight.dtype)
@@ -337,8 +531,38 @@ def _torch_blas() -> dict[torch.dtype, Blas]:
     return found
 
 
+def _panel_blas(library: ctypes.CDLL) -> Blas | None:
+    """lstmkit's own float32 GEMM from the compiled kernels (AVX-512 builds), or None."""
+    if os.environ.get("LSTMKIT_NATIVE_GEMM", "1") == "0" or not hasattr(
+        library, "lstm_panel_gemm_f32"
+    ):
+        return None
+    pack = library.lstm_panel_pack_f32
+    pointer, size = ctypes.c_void_p, ctypes.c_long
+    pack.argtypes, pack.restype = [size, size, pointer, ctypes.c_int, pointer], None
+    gemm = ctypes.cast(library.lstm_panel_gemm_f32, pointer).value
+    return Blas(None, panel=(pack, gemm))
+
+
 def _shared_suffix() -> str:
     return ".dylib" if platform.system() == "Darwin" else ".so"
+
+
+def _build_and_load(builds: list[list[str]]) -> ctypes.CDLL:
+    """The library of the first set of compiler flags that compiles and loads (cached by
+    source and flags); the last one's error if none does."""
+    cache_dir = Path(os.environ.get("LSTMKIT_CACHE_DIR", Path.home() / ".cache" / "lstmkit"))
+    for i, flags in enumerate(builds):
+        key = hashlib.sha256((SOURCE.read_text() + " ".join(flags)).encode()).hexdigest()[:16]
+        target = cache_dir / f"lstm_kernels-{key}.so"
+        try:
+            if not target.exists():
+                _compile(target, flags)
+            return ctypes.CDLL(str(target))
+        except (OSError, RuntimeError):
+            if i == len(builds) - 1:
+                raise
+    raise RuntimeError("no build flags given")
 
 
 @cache
@@ -348,15 +572,21 @@ def kernels() -> Kernels | None:
         return None
     if platform.system() not in ("Linux", "Darwin"):
         return None
-    flags = ["-O3", "-ffast-math", "-fopenmp-simd", "-fPIC", *_isa_flags()]
-    key = hashlib.sha256((SOURCE.read_text() + " ".join(flags)).encode()).hexdigest()[:16]
-    cache_dir = Path(os.environ.get("LSTMKIT_CACHE_DIR", Path.home() / ".cache" / "lstmkit"))
-    target = cache_dir / f"lstm_kernels-{key}.so"
+    base = ["-O3", "-ffast-math", "-fPIC", *_isa_flags()]
+    # OpenMP where the library can share torch's libgomp (Linux wheels); without it (or if the
+    # compiler has none) the same source builds with OpenMP's SIMD pragmas only.
+    builds = [[*base, "-fopenmp"]] if platform.system() == "Linux" else []
+    builds.append([*base, "-fopenmp-simd"])
     try:
-        if not target.exists():
-            _compile(target, flags)
-        blas = {} if os.environ.get("LSTMKIT_NATIVE_LOOP", "1") == "0" else _torch_blas()
-        return Kernels(ctypes.CDLL(str(target)), blas)
+        library = _build_and_load(builds)
+        candidates: dict[torch.dtype, list[Blas]] = {}
+        if os.environ.get("LSTMKIT_NATIVE_LOOP", "1") != "0":
+            panel = _panel_blas(library)
+            if panel is not None:
+                candidates[torch.float32] = [panel]
+            for dtype, blas in _torch_blas().items():
+                candidates.setdefault(dtype, []).append(blas)
+        return Kernels(library, candidates)
     except (OSError, RuntimeError) as error:
         log.warning("lstmkit native kernels unavailable, using torch ops (slower): %s", error)
         return None
