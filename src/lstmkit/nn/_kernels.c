@@ -72,26 +72,38 @@
     *mean = m;                                                                                  \
     *rstd = (T)1 / SQRT(v / (T)n + eps);                                                        \
   }                                                                                             \
+  /* Input layer norm (g_ih non-NULL): xp holds x W_ih.T and each row becomes                \
+   * LN(xp) * g_ih + b_ih (b_ih NULL: no bias), its statistics written to x_mean/x_rstd. */    \
   void lstm_ln_forward_##SUFFIX(long rows, long hidden, T eps, const T *restrict xp,            \
                                 const T *restrict z, const T *restrict g_hh,                    \
                                 const T *restrict g_c, const T *restrict b_c, T *restrict acts, \
                                 const T *restrict c_prev, T *restrict c, T *restrict s,         \
                                 T *restrict h, T *restrict z_mean, T *restrict z_rstd,          \
-                                T *restrict c_mean, T *restrict c_rstd) {                       \
+                                T *restrict c_mean, T *restrict c_rstd, const T *restrict g_ih, \
+                                const T *restrict b_ih, T *restrict x_mean, T *restrict x_rstd) { \
     long gates = 4 * hidden;                                                                    \
+    /* without input LN: x * 1 + 0 * b, with the same loop (no branch inside it) */             \
+    const T *gi = g_ih ? g_ih : g_hh, *bi = b_ih ? b_ih : g_hh;                                 \
+    const T use_g = g_ih ? (T)1 : (T)0, use_b = b_ih ? (T)1 : (T)0;                             \
     for (long r = 0; r < rows; ++r) {                                                           \
       const T *x4 = xp + r * gates, *z4 = z + r * gates, *cp = c_prev + r * hidden;             \
       T *a4 = acts + r * gates, *cr = c + r * hidden, *sr = s + r * hidden, *hr = h + r * hidden; \
-      T zm, zr, cm, crs;                                                                        \
+      T zm, zr, cm, crs, xm = 0, xr = 1;                                                        \
       stats_##SUFFIX(z4, gates, eps, &zm, &zr);                                                 \
+      if (g_ih) {                                                                               \
+        stats_##SUFFIX(x4, gates, eps, &xm, &xr);                                               \
+        x_mean[r] = xm; x_rstd[r] = xr;                                                         \
+      }                                                                                         \
       _Pragma("omp simd")                                                                       \
       for (long j = 0; j < hidden; ++j) {                                                       \
-        T o = sigmoid_##SUFFIX(x4[j] + (z4[j] - zm) * zr * g_hh[j]);                            \
-        T i = sigmoid_##SUFFIX(x4[hidden + j] + (z4[hidden + j] - zm) * zr * g_hh[hidden + j]); \
-        T f = sigmoid_##SUFFIX(x4[2 * hidden + j] +                                             \
-                               (z4[2 * hidden + j] - zm) * zr * g_hh[2 * hidden + j]);          \
-        T g = tanh_##SUFFIX(x4[3 * hidden + j] +                                                \
-                            (z4[3 * hidden + j] - zm) * zr * g_hh[3 * hidden + j]);             \
+        T pre[4];                                                                               \
+        for (int q = 0; q < 4; ++q) {                                                           \
+          long k = q * hidden + j;                                                              \
+          T xn = (x4[k] - xm) * xr * (use_g * gi[k] + ((T)1 - use_g)) + use_b * bi[k];          \
+          pre[q] = xn + (z4[k] - zm) * zr * g_hh[k];                                            \
+        }                                                                                       \
+        T o = sigmoid_##SUFFIX(pre[0]), i = sigmoid_##SUFFIX(pre[1]);                           \
+        T f = sigmoid_##SUFFIX(pre[2]), g = tanh_##SUFFIX(pre[3]);                              \
         a4[j] = o; a4[hidden + j] = i; a4[2 * hidden + j] = f; a4[3 * hidden + j] = g;          \
         cr[j] = f * cp[j] + i * g;                                                              \
       }                                                                                         \
@@ -104,15 +116,18 @@
       z_mean[r] = zm; z_rstd[r] = zr; c_mean[r] = cm; c_rstd[r] = crs;                          \
     }                                                                                           \
   }                                                                                             \
-  /* Outputs d_pre (4H, = d xp), d_z (4H, before the recurrent LN) and d_cn (H, after the cell \
-   * LN, for its gain and bias); carry: d/dc_t in, d/dc_{t-1} out. */                           \
+  /* Outputs d_pre (4H, d loss / d pre-activation), d_z (4H, before the recurrent LN) and    \
+   * d_cn (H, after the cell LN, for its gain and bias); carry: d/dc_t in, d/dc_{t-1} out.     \
+   * With input LN (g_ih non-NULL; xp, x_mean, x_rstd as in the forward) also d_x (4H, before  \
+   * the input LN). */                                                                          \
   void lstm_ln_backward_##SUFFIX(                                                               \
       long rows, long hidden, const T *restrict dh_a, const T *restrict dh_b,                   \
       T *restrict carry, const T *restrict acts, const T *restrict s, const T *restrict c_prev, \
       const T *restrict c, const T *restrict c_mean, const T *restrict c_rstd,                  \
       const T *restrict g_c, const T *restrict z, const T *restrict z_mean,                     \
       const T *restrict z_rstd, const T *restrict g_hh, T *restrict d_pre, T *restrict d_z,     \
-      T *restrict d_cn) {                                                                       \
+      T *restrict d_cn, const T *restrict xp, const T *restrict g_ih,                           \
+      const T *restrict x_mean, const T *restrict x_rstd, T *restrict d_x) {                    \
     long gates = 4 * hidden;                                                                    \
     for (long r = 0; r < rows; ++r) {                                                           \
       const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : da;                     \
@@ -154,6 +169,20 @@
       _Pragma("omp simd")                                                                       \
       for (long k = 0; k < gates; ++k)                                                          \
         dz4[k] = zr * (d4[k] * g_hh[k] - zsum1 - (z4[k] - zm) * zr * zsum2);                    \
+      if (g_ih) {                                                                               \
+        const T *x4 = xp + r * gates;                                                           \
+        T *dx4 = d_x + r * gates, xm = x_mean[r], xr = x_rstd[r], xsum1 = 0, xsum2 = 0;         \
+        _Pragma("omp simd reduction(+ : xsum1, xsum2)")                                         \
+        for (long k = 0; k < gates; ++k) {                                                      \
+          T dg = d4[k] * g_ih[k];                                                               \
+          xsum1 += dg;                                                                          \
+          xsum2 += dg * (x4[k] - xm) * xr;                                                      \
+        }                                                                                       \
+        xsum1 /= (T)gates; xsum2 /= (T)gates;                                                   \
+        _Pragma("omp simd")                                                                     \
+        for (long k = 0; k < gates; ++k)                                                        \
+          dx4[k] = xr * (d4[k] * g_ih[k] - xsum1 - (x4[k] - xm) * xr * xsum2);                  \
+      }                                                                                         \
     }                                                                                           \
   }                                                                                           \
   /* out (parts, features): row p holds the sum over rows [bounds[p], bounds[p + 1]) of         \
@@ -378,14 +407,16 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
   }                                                                                             \
   /* Forward of one layer and direction. z: scratch (B, 4H). w_hr and pre_proj: NULL without    \
    * projection. ln_hh: NULL without layer norm (then g_c, b_c, rec_pre_ln, the stats unused);  \
-   * rec_stats/cell_stats: (2, T, B), mean then rstd. Row ranges [bounds[p], bounds[p + 1]) for \
+   * rec_stats/cell_stats: (2, T, B), mean then rstd. g_ih (with ln_hh only): the input layer   \
+   * norm runs in the loop (see lstm_ln_forward; in_stats like rec_stats, b_ih may be NULL);    \
+   * NULL: xp is used as it is. Row ranges [bounds[p], bounds[p + 1]) for                       \
    * p < parts run in parallel (OpenMP builds; one after the other otherwise). */               \
   void lstm_sequence_forward_##SUFFIX(                                                          \
       gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
       const long *bounds, long hidden, long state, const long *batch_sizes, const T *xp,        \
       const T *h0, const T *c0, const T *w_hh, const T *w_hh_packed, const T *w_hr,             \
       const T *w_hr_packed, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps, \
-      const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats) { \
+      const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats, const T *g_ih, const T *b_ih, T *in_stats) { \
     const long gates = 4 * hidden, tb = steps * batch;                                          \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
     _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
@@ -407,7 +438,8 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
         if (ln_hh)                                                                              \
           lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + at * gates, z_t, ln_hh, g_c, b_c, a_t, c_prev,\
                               c_t, s_t, r_t, rec_stats + at, rec_stats + tb + at, cell_stats + at,\
-                              cell_stats + tb + at);                                            \
+                              cell_stats + tb + at, g_ih, b_ih, in_stats ? in_stats + at : 0,   \
+                              in_stats ? in_stats + tb + at : 0);                               \
         else                                                                                    \
           lstm_forward_##SUFFIX(n, hidden, xp + at * gates, z_t, a_t, c_prev, c_t, s_t, r_t);   \
         if (w_hr)                                                                               \
@@ -421,14 +453,16 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
    * gradient; out, d loss / d c0. d_pre (T, B, 4H): d loss / d xp. proj_in (T, B, P), dh       \
    * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.   \
    * Rows of an output that no step touches are left as they are (the caller zeroes them).      \
-   * Row ranges as in the forward. */                                                           \
+   * With the input layer norm in the loop (g_ih), xp and in_stats as in the forward and d_in   \
+   * (T, B, 4H) receives d loss / d xp. Row ranges as in the forward. */                        \
   void lstm_sequence_backward_##SUFFIX(                                                         \
       gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
       const long *bounds, long hidden, long state, const long *batch_sizes, const T *grad_out,  \
       T *carry_h, T *carry_c, const T *acts, const T *cells, const T *tanh_cells, const T *c0,  \
       const T *w_hh, const T *w_hh_packed, const T *w_hr, const T *w_hr_packed, T *proj_in, T *dh,\
       T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln, const T *rec_stats,          \
-      const T *cell_stats, T *d_rec, T *d_cn) {                                                 \
+      const T *cell_stats, T *d_rec, T *d_cn, const T *xp, const T *g_ih, const T *in_stats,    \
+      T *d_in) {                                                                                \
     const long gates = 4 * hidden, tb = steps * batch;                                          \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
     _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
@@ -458,7 +492,9 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
           lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev,         \
                                cells + at * hidden, cell_stats + at, cell_stats + tb + at, g_c, \
                                rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
-                               dp_t, src, d_cn + at * hidden);                                  \
+                               dp_t, src, d_cn + at * hidden, g_ih ? xp + at * gates : 0, g_ih, \
+                               in_stats ? in_stats + at : 0, in_stats ? in_stats + tb + at : 0, \
+                               d_in ? d_in + at * gates : 0);                                   \
         } else {                                                                                \
           lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev, dp_t);     \
         }                                                                                       \

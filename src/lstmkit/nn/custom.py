@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import LSTMBase, State, apply_init_options, check_lstm_args, default_init_bound
-from .cell import LAYER_NORM_EPS, LayerWeights, lstm_step
+from .cell import LayerWeights, lstm_step
 from .fused import FusedLSTMLayer, internal_gate_order, project_input
 from .gates import GateTrace
 
@@ -285,10 +285,10 @@ class CustomLSTM(LSTMBase):
         order = self._gate_order
         weight_ih = w.weight_ih.index_select(0, order)
         bias = None if w.bias_ih is None else (w.bias_ih + w.bias_hh).index_select(0, order)
-        if w.layer_norm:
+        input_norm = ()
+        if w.layer_norm:  # the layer normalises the projection itself (in its C loop if it can)
             xp = project_input(inp, weight_ih, None)
-            ln_ih = w.ln_ih.index_select(0, order)
-            xp = F.layer_norm(xp, (xp.shape[-1],), ln_ih, bias, LAYER_NORM_EPS)
+            input_norm = (w.ln_ih.index_select(0, order), bias)
         else:
             xp = project_input(inp, weight_ih, bias)
         return FusedLSTMLayer.apply(
@@ -303,6 +303,7 @@ class CustomLSTM(LSTMBase):
             w.ln_cell_bias,
             *noise,
             batch_sizes,
+            *input_norm,
         )
 
     def _draw_noise(self, steps: int, batch: int, like: Tensor) -> list[Noise]:

@@ -88,6 +88,10 @@ SAVED = [
     "rec_stats",
     "cell_stats",
     "last",
+    "xp_raw",
+    "in_stats",
+    "ln_ih",
+    "ln_ih_bias",
 ]
 
 
@@ -174,7 +178,8 @@ class FusedLSTMLayer(torch.autograd.Function):
     """One layer, one direction. See the module docstring.
 
     Forward inputs (internal gate order o, i, f, g where it applies):
-        xp: ``(T, B, 4H)`` input projection plus biases (and input layer norm).
+        xp: ``(T, B, 4H)`` input projection plus biases; with ``ln_ih``, the projection
+            alone (no bias): the layer normalises it itself.
         h0: ``(B, P)``; c0: ``(B, H)``.
         weight_hh: ``(4H, P)``; weight_hr: ``(P, H)`` or None.
         peephole: ``(3, H)`` for (i, f, o) or None.
@@ -183,6 +188,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         recurrent_mask: ``(B, P)`` or None.
         zoneout_h: ``(T, B, P)`` 0/1 mask, a float rate, or None; zoneout_c likewise ``(T, B, H)``.
         batch_sizes: list of ints (rows active at each step, non-increasing) or None (all).
+        ln_ih: ``(4H,)`` gain of the input layer norm (with ``ln_hh`` only), or None: then
+            ``xp`` becomes ``LN(xp) * ln_ih + ln_ih_bias`` (bias ``(4H,)`` or None). In the C
+            time loop this runs per step, with no normalised copy of ``xp`` in memory.
 
     Returns:
         ``output (T, B, P)`` (zero at padded steps), ``h_n (B, P)``, ``c_n (B, H)``.
@@ -204,6 +212,8 @@ class FusedLSTMLayer(torch.autograd.Function):
         zoneout_h: Tensor | float | None,
         zoneout_c: Tensor | float | None,
         batch_sizes: list[int] | None,
+        ln_ih: Tensor | None = None,
+        ln_ih_bias: Tensor | None = None,
     ):
         steps, batch, gate_size = xp.shape
         hidden = gate_size // 4
@@ -214,6 +224,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         h0, c0 = h0.contiguous(), c0.contiguous()
         simple = peephole is None and recurrent_mask is None and zoneout_h is zoneout_c is None
         native = _native_for(xp, simple)
+        loop_in_c = native is not None and _native_loop(native, xp, weight_hh)
+        if ln_ih is not None and not ln:
+            raise ValueError("the input layer norm (ln_ih) needs the recurrent one (ln_hh)")
 
         # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
         # the backward reads whole buffers); with full batches every row is written. Large
@@ -230,17 +243,28 @@ class FusedLSTMLayer(torch.autograd.Function):
         cell_stats = (
             memory.empty(xp, 2, steps, batch, 1, zero=zero) if ln_cell_weight is not None else None
         )
+        xp_raw = in_stats = None
+        if ln_ih is not None:  # input layer norm: in the C loop, else here with torch's kernel
+            xp_raw = xp.contiguous()
+            if loop_in_c:
+                in_stats = memory.empty(xp, 2, steps, batch, 1, zero=zero)
+            else:
+                xp, mean, rstd = torch.native_layer_norm(
+                    xp_raw, (gate_size,), ln_ih, ln_ih_bias, eps
+                )
+                in_stats = torch.stack((mean, rstd))
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
         fresh = (
             memory.empty(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
         )
 
-        if native is not None and _native_loop(native, xp, weight_hh):
+        if loop_in_c:
             ln_buffers = None
             if ln:
                 ln_buffers = SimpleNamespace(
                     ln_hh=ln_hh, cell_weight=ln_cell_weight, cell_bias=ln_cell_bias,
                     rec_pre_ln=rec_pre_ln, rec_stats=rec_stats, cell_stats=cell_stats, eps=eps,
+                    ln_ih=ln_ih, ln_ih_bias=ln_ih_bias, in_stats=in_stats,
                 )  # fmt: skip
             native.sequence_forward(
                 xp.contiguous(), h0, c0, weight_hh.contiguous(), _contiguous(weight_hr),
@@ -347,7 +371,8 @@ class FusedLSTMLayer(torch.autograd.Function):
             "zoneout_c": zoneout_c if isinstance(zoneout_c, Tensor) else None,
             "acts": acts, "cells": cells, "fresh": fresh, "tanh_cells": tanh_cells, "out": out,
             "pre_proj": pre_proj, "rec_pre_ln": rec_pre_ln, "rec_stats": rec_stats,
-            "cell_stats": cell_stats, "last": last,
+            "cell_stats": cell_stats, "last": last, "xp_raw": xp_raw, "in_stats": in_stats,
+            "ln_ih": ln_ih, "ln_ih_bias": ln_ih_bias,
         }  # fmt: skip
         ctx.save_for_backward(*(saved[name] for name in SAVED))
         ctx.zoneout_rates = tuple(
@@ -355,6 +380,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         )
         ctx.batch_sizes = batch_sizes
         ctx.native = native
+        ctx.loop_in_c = loop_in_c  # the backward takes the same path (switches may change)
         return out, h_n, c_n
 
     @staticmethod
@@ -373,11 +399,12 @@ class FusedLSTMLayer(torch.autograd.Function):
             grads.out.index_put_((v.last, rows), grad_h_n, accumulate=True)
 
         if ctx.native is not None:
-            buffers = _backward_native(ctx.native, v, grads, ctx.batch_sizes)
+            buffers = _backward_native(ctx.native, v, grads, ctx.batch_sizes, ctx.loop_in_c)
         else:
             buffers = _backward_torch(v, grads, ctx.batch_sizes)
+        grad_xp, grad_ln_ih, grad_ln_ih_bias = _input_norm_grads(ctx.needs_input_grad, v, buffers)
         return (
-            buffers.pre,
+            grad_xp,
             buffers.carry_h,
             buffers.carry_c,
             *_parameter_grads(ctx.needs_input_grad, v, buffers),
@@ -385,6 +412,8 @@ class FusedLSTMLayer(torch.autograd.Function):
             None,
             None,
             None,
+            grad_ln_ih,
+            grad_ln_ih_bias,
         )
 
 
@@ -425,6 +454,7 @@ def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -
         cell_norm=new(v.cells) if v.ln_cell_weight is not None else None,  # after the cell LN
         carry_c=grads.c_n.clone(memory_format=torch.contiguous_format),
         carry_h=grads.h_n if v.last is None else None,  # flows into the last step
+        input=None,  # d loss / d xp before the input layer norm, where the C loop computes it
     )
 
 
@@ -437,15 +467,16 @@ def _step_grad_h(grad_t: Tensor, carry_h: Tensor | None, n: int) -> tuple[Tensor
     return grad_t, carry_h
 
 
-def _backward_native(native: Kernels, v, grads, batch_sizes) -> SimpleNamespace:
-    """Backward time loop with each step's elementwise work in one C call."""
+def _backward_native(native: Kernels, v, grads, batch_sizes, loop_in_c: bool) -> SimpleNamespace:
+    """Backward time loop with each step's elementwise work in one C call (the whole loop in C
+    when ``loop_in_c``, as the forward ran)."""
     steps, batch, _ = v.acts.shape
     ln = v.ln_hh is not None
     b = _gradient_buffers(v, grads, batch_sizes)
     grad_out = grads.out.contiguous()
     if b.carry_h is not None:
         b.carry_h = b.carry_h.contiguous()
-    if _native_loop(native, v.acts, v.weight_hh):
+    if loop_in_c:
         # the loop writes the carry in place: never into the gradient autograd handed over
         if b.carry_h is not None:
             carry_h = b.carry_h.clone(memory_format=torch.contiguous_format)
@@ -453,9 +484,12 @@ def _backward_native(native: Kernels, v, grads, batch_sizes) -> SimpleNamespace:
             carry_h = grad_out.new_zeros(batch, v.h0.shape[-1])
         ln_buffers = None
         if ln:
+            if v.ln_ih is not None:  # the input layer norm ran in the loop: so does its backward
+                b.input = memory.empty_like(v.acts, zero=batch_sizes is not None)
             ln_buffers = SimpleNamespace(
                 ln_hh=v.ln_hh, cell_weight=v.ln_cell_weight, rec_pre_ln=v.rec_pre_ln,
                 rec_stats=v.rec_stats, cell_stats=v.cell_stats, d_rec=b.rec, d_cn=b.cell_norm,
+                xp=v.xp_raw, ln_ih=v.ln_ih, in_stats=v.in_stats, d_in=b.input,
             )  # fmt: skip
         native.sequence_backward(
             grad_out, carry_h, b.carry_c, v.acts, v.cells, v.tanh_cells, v.c0,
@@ -581,6 +615,23 @@ def _backward_torch(v, grads, batch_sizes) -> SimpleNamespace:
         if zoneout_h:
             b.carry_h.add_(dh_zone)
     return b
+
+
+def _input_norm_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
+    """Gradients of ``xp``, ``ln_ih`` and ``ln_ih_bias``. ``b.pre`` is the gradient of the
+    pre-activations; without the input layer norm that is ``xp``'s."""
+    if v.ln_ih is None:
+        return b.pre, None, None
+    need_bias = v.ln_ih_bias is not None and need[14]
+    if b.input is not None:  # the C loop did the layer norm's backward for xp
+        grad_gain = _layer_norm_gain_grad(b.pre, v.xp_raw, v.in_stats) if need[13] else None
+        grad_bias = b.pre.sum((0, 1)) if need_bias else None
+        return b.input, grad_gain, grad_bias
+    grad_xp, grad_gain, grad_bias = torch.ops.aten.native_layer_norm_backward(
+        b.pre, v.xp_raw, [v.xp_raw.shape[-1]], v.in_stats[0], v.in_stats[1], v.ln_ih,
+        v.ln_ih_bias, [need[0], need[13], need_bias],
+    )  # fmt: skip
+    return grad_xp, grad_gain, grad_bias
 
 
 def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:

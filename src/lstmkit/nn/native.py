@@ -117,19 +117,19 @@ class Kernels:
                         *[size] * 2,
                         *[pointer] * 14,
                         real,
-                        *[pointer] * 6,
+                        *[pointer] * 9,
                     ],
                 ),
                 (
                     self._seq_backward,
                     "lstm_sequence_backward",
-                    [*[pointer] * 3, *[size] * 3, pointer, *[size] * 2, *[pointer] * 22],
+                    [*[pointer] * 3, *[size] * 3, pointer, *[size] * 2, *[pointer] * 26],
                 ),
                 (self._gemm_check, "gemm_check", [*[pointer] * 3, *[size] * 3, *[pointer] * 4]),
                 (self._forward, "lstm_forward", [size, size, *[pointer] * 7]),
                 (self._backward, "lstm_backward", [size, size, *[pointer] * 7]),
-                (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 14]),
-                (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 17]),
+                (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 18]),
+                (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 22]),
                 (self._ln_gain_grad, "lstm_ln_gain_grad", [size, pointer, size, *[pointer] * 5]),
             ):
                 function = getattr(library, f"{name}_{suffix}")
@@ -277,7 +277,9 @@ class Kernels:
         outputs ``cells, tanh_cells (T, B, H)``, ``out (T, B, P)``, ``pre_proj (T, B, H)``
         (with ``weight_hr``). ``ln``: None, or the layer-norm tensors ``ln_hh (4H,)``,
         ``cell_weight, cell_bias (H,)``, outputs ``rec_pre_ln (T, B, 4H)``, ``rec_stats,
-        cell_stats (2, T, B, 1)`` and ``eps``. All contiguous.
+        cell_stats (2, T, B, 1)`` and ``eps``; optionally (input layer norm in the loop, ``xp``
+        then being ``x @ W_ih.T``) ``ln_ih (4H,)``, ``ln_ih_bias (4H,)`` or None, and the output
+        ``in_stats (2, T, B, 1)``. All contiguous.
         """
         steps, batch, gates = xp.shape
         z = xp.new_empty(batch, gates) if ln is None else None
@@ -295,7 +297,7 @@ class Kernels:
             ln.eps if ln else 0.0, *(
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "cell_bias", "rec_pre_ln", "rec_stats",
-                             "cell_stats")
+                             "cell_stats", "ln_ih", "ln_ih_bias", "in_stats")
             ),
         )  # fmt: skip
 
@@ -311,7 +313,8 @@ class Kernels:
         vary; ``carry_h (B, P)``: in, ``h_n``'s gradient (zeros when lengths vary), out,
         ``h0``'s; ``carry_c (B, H)``: in, ``c_n``'s, out, ``c0``'s. Outputs ``d_pre`` (= d xp)
         and, with ``weight_hr``, ``proj_in (T, B, P)``. ``ln`` as in `sequence_forward` plus the
-        outputs ``d_rec (T, B, 4H)`` and ``d_cn (T, B, H)``.
+        outputs ``d_rec (T, B, 4H)`` and ``d_cn (T, B, H)``; with ``ln_ih`` also ``xp`` (as the
+        forward got it) and the output ``d_in (T, B, 4H)``, the gradient of ``xp``.
         """
         steps, batch, gates = acts.shape
         dh = acts.new_empty(batch, gates // 4) if weight_hr is not None else None
@@ -331,7 +334,7 @@ class Kernels:
             _ptr(proj_in), _ptr(dh), d_pre.data_ptr(), *(
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "rec_pre_ln", "rec_stats", "cell_stats",
-                             "d_rec", "d_cn")
+                             "d_rec", "d_cn", "xp", "ln_ih", "in_stats", "d_in")
             ),
         )  # fmt: skip
 
@@ -383,7 +386,7 @@ class Kernels:
             rows, hidden, eps, xp.data_ptr(), z.data_ptr(), g_hh.data_ptr(), g_c.data_ptr(),
             b_c.data_ptr(), acts.data_ptr(), c_prev.data_ptr(), c.data_ptr(), s.data_ptr(),
             h.data_ptr(), z_stats[0].data_ptr(), z_stats[1].data_ptr(), c_stats[0].data_ptr(),
-            c_stats[1].data_ptr(),
+            c_stats[1].data_ptr(), None, None, None, None,
         )  # fmt: skip
 
     def ln_backward(
@@ -399,7 +402,7 @@ class Kernels:
             carry.data_ptr(), acts.data_ptr(), s.data_ptr(), c_prev.data_ptr(), c.data_ptr(),
             c_stats[0].data_ptr(), c_stats[1].data_ptr(), g_c.data_ptr(), z.data_ptr(),
             z_stats[0].data_ptr(), z_stats[1].data_ptr(), g_hh.data_ptr(), d_pre.data_ptr(),
-            d_z.data_ptr(), d_cn.data_ptr(),
+            d_z.data_ptr(), d_cn.data_ptr(), None, None, None, None, None,
         )  # fmt: skip
 
 
