@@ -304,3 +304,21 @@ def test_layer_norm_gain_grad_equals_its_formula(monkeypatch, min_macs):
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"proj_size": 3, "bidirectional": True, "num_layers": 2}, {"layer_norm": True}],
+    ids=str,
+)
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
+def test_inference_forward_equals_the_training_forward(options, lengths):
+    """Without grad mode the C loop keeps one step of what only the backward reads."""
+    torch.manual_seed(0)
+    model = CustomLSTM(4, 6, **options)
+    x = torch.randn(6, 3, 4)
+    with torch.no_grad():
+        out, (h, c) = model(x, lengths=lengths)
+    ref_out, (ref_h, ref_c) = model(x, lengths=lengths)
+    for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)

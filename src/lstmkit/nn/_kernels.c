@@ -416,8 +416,12 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
       const long *bounds, long hidden, long state, const long *batch_sizes, const T *xp,        \
       const T *h0, const T *c0, const T *w_hh, const T *w_hh_packed, const T *w_hr,             \
       const T *w_hr_packed, T *acts, T *cells, T *tanh_cells, T *out, T *pre_proj, T *z, T eps, \
-      const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats, const T *g_ih, const T *b_ih, T *in_stats) { \
-    const long gates = 4 * hidden, tb = steps * batch;                                          \
+      const T *ln_hh, const T *g_c, const T *b_c, T *rec_pre_ln, T *rec_stats, T *cell_stats,  \
+      const T *g_ih, const T *b_ih, T *in_stats, int keep) {                                    \
+    const long gates = 4 * hidden;                                                              \
+    /* keep: every step's acts, tanh_cells, pre_proj, rec_pre_ln and stats stay for the         \
+     * backward; 0 (inference): those buffers hold one step (B rows), reused at every step */   \
+    const long tb = keep ? steps * batch : batch;                                               \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
     _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
     for (long part = 0; part < parts; ++part) {                                                 \
@@ -427,19 +431,20 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
         long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                   \
         if (n <= 0) break; /* batch sizes never grow again */                                   \
         long at = t * batch + row0; /* this range's first row of step t */                      \
+        long ix = keep ? at : row0; /* ... in the buffers that keep every step or one */        \
         const T *h_prev = t ? out + (at - batch) * state : h0 + row0 * state;                   \
         const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;               \
-        T *z_t = ln_hh ? rec_pre_ln + at * gates : z + row0 * gates;                            \
+        T *z_t = ln_hh ? rec_pre_ln + ix * gates : z + row0 * gates;                            \
         T *h_t = out + at * state;                                                              \
-        T *r_t = w_hr ? pre_proj + at * hidden : h_t;                                           \
-        T *a_t = acts + at * gates, *c_t = cells + at * hidden, *s_t = tanh_cells + at * hidden;\
+        T *r_t = w_hr ? pre_proj + ix * hidden : h_t;                                           \
+        T *a_t = acts + ix * gates, *c_t = cells + at * hidden, *s_t = tanh_cells + ix * hidden;\
         int full = whole && n == batch;                                                         \
         mm_##SUFFIX(&blas, n, gates, state, h_prev, w_hh, 1, panel || full ? w_hh_packed : 0, z_t);\
         if (ln_hh)                                                                              \
           lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + at * gates, z_t, ln_hh, g_c, b_c, a_t, c_prev,\
-                              c_t, s_t, r_t, rec_stats + at, rec_stats + tb + at, cell_stats + at,\
-                              cell_stats + tb + at, g_ih, b_ih, in_stats ? in_stats + at : 0,   \
-                              in_stats ? in_stats + tb + at : 0);                               \
+                              c_t, s_t, r_t, rec_stats + ix, rec_stats + tb + ix, cell_stats + ix,\
+                              cell_stats + tb + ix, g_ih, b_ih, in_stats ? in_stats + ix : 0,   \
+                              in_stats ? in_stats + tb + ix : 0);                               \
         else                                                                                    \
           lstm_forward_##SUFFIX(n, hidden, xp + at * gates, z_t, a_t, c_prev, c_t, s_t, r_t);   \
         if (w_hr)                                                                               \

@@ -303,7 +303,8 @@ class CustomLSTM(LSTMBase):
             w.ln_cell_bias,
             *noise,
             batch_sizes,
-            *input_norm,
+            *(input_norm or (None, None)),
+            torch.is_grad_enabled(),  # keep what the backward reads (see FusedLSTMLayer)
         )
 
     def _draw_noise(self, steps: int, batch: int, like: Tensor) -> list[Noise]:

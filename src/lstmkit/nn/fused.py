@@ -191,6 +191,8 @@ class FusedLSTMLayer(torch.autograd.Function):
         ln_ih: ``(4H,)`` gain of the input layer norm (with ``ln_hh`` only), or None: then
             ``xp`` becomes ``LN(xp) * ln_ih + ln_ih_bias`` (bias ``(4H,)`` or None). In the C
             time loop this runs per step, with no normalised copy of ``xp`` in memory.
+        keep: False when no backward will follow (grad mode off): the C time loop then keeps
+            one step of the buffers only the backward reads, instead of every step.
 
     Returns:
         ``output (T, B, P)`` (zero at padded steps), ``h_n (B, P)``, ``c_n (B, H)``.
@@ -214,6 +216,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         batch_sizes: list[int] | None,
         ln_ih: Tensor | None = None,
         ln_ih_bias: Tensor | None = None,
+        keep: bool = True,
     ):
         steps, batch, gate_size = xp.shape
         hidden = gate_size // 4
@@ -232,22 +235,24 @@ class FusedLSTMLayer(torch.autograd.Function):
         # the backward reads whole buffers); with full batches every row is written. Large
         # buffers are huge-page backed (see lstmkit.nn.memory).
         zero = batch_sizes is not None
-        acts = memory.empty(xp, *xp.shape)  # activations o, i, f, g (contiguous, whatever xp is)
+        # what only the backward reads holds every step, or one (C loop, no backward to come)
+        kept = steps if keep or not loop_in_c else 1
+        acts = memory.empty(xp, kept, batch, gate_size)  # activations o, i, f, g
         cells = memory.empty(xp, steps, batch, hidden, zero=zero)
-        tanh_cells = memory.empty(xp, steps, batch, hidden)
+        tanh_cells = memory.empty(xp, kept, batch, hidden)
         out = memory.empty(xp, steps, batch, state, zero=zero)
-        pre_proj = memory.empty(xp, steps, batch, hidden, zero=zero) if proj else None
-        rec_pre_ln = memory.empty(xp, steps, batch, gate_size, zero=zero) if ln else None
+        pre_proj = memory.empty(xp, kept, batch, hidden, zero=zero) if proj else None
+        rec_pre_ln = memory.empty(xp, kept, batch, gate_size, zero=zero) if ln else None
         # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
-        rec_stats = memory.empty(xp, 2, steps, batch, 1, zero=zero) if ln else None
+        rec_stats = memory.empty(xp, 2, kept, batch, 1, zero=zero) if ln else None
         cell_stats = (
-            memory.empty(xp, 2, steps, batch, 1, zero=zero) if ln_cell_weight is not None else None
+            memory.empty(xp, 2, kept, batch, 1, zero=zero) if ln_cell_weight is not None else None
         )
         xp_raw = in_stats = None
         if ln_ih is not None:  # input layer norm: in the C loop, else here with torch's kernel
             xp_raw = xp.contiguous()
             if loop_in_c:
-                in_stats = memory.empty(xp, 2, steps, batch, 1, zero=zero)
+                in_stats = memory.empty(xp, 2, kept, batch, 1, zero=zero)
             else:
                 xp, mean, rstd = torch.native_layer_norm(
                     xp_raw, (gate_size,), ln_ih, ln_ih_bias, eps
@@ -269,6 +274,7 @@ class FusedLSTMLayer(torch.autograd.Function):
             native.sequence_forward(
                 xp.contiguous(), h0, c0, weight_hh.contiguous(), _contiguous(weight_hr),
                 _sizes_tensor(batch_sizes), acts, cells, tanh_cells, out, pre_proj, ln_buffers,
+                keep=kept == steps,
             )  # fmt: skip
         else:
             recurrent = StepMatmul(weight_hh, batch)
@@ -414,6 +420,7 @@ class FusedLSTMLayer(torch.autograd.Function):
             None,
             grad_ln_ih,
             grad_ln_ih_bias,
+            None,
         )
 
 

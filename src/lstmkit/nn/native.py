@@ -118,6 +118,7 @@ class Kernels:
                         *[pointer] * 14,
                         real,
                         *[pointer] * 9,
+                        ctypes.c_int,
                     ],
                 ),
                 (
@@ -268,7 +269,7 @@ class Kernels:
     def sequence_forward(
         self, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None,
         batch_sizes: Tensor | None, acts: Tensor, cells: Tensor, tanh_cells: Tensor, out: Tensor,
-        pre_proj: Tensor | None, ln: SimpleNamespace | None,
+        pre_proj: Tensor | None, ln: SimpleNamespace | None, keep: bool = True,
     ) -> None:  # fmt: skip
         """A layer's whole forward time loop (see `lstmkit.nn.fused`), in one call.
 
@@ -279,7 +280,9 @@ class Kernels:
         ``cell_weight, cell_bias (H,)``, outputs ``rec_pre_ln (T, B, 4H)``, ``rec_stats,
         cell_stats (2, T, B, 1)`` and ``eps``; optionally (input layer norm in the loop, ``xp``
         then being ``x @ W_ih.T``) ``ln_ih (4H,)``, ``ln_ih_bias (4H,)`` or None, and the output
-        ``in_stats (2, T, B, 1)``. All contiguous.
+        ``in_stats (2, T, B, 1)``. All contiguous. ``keep=False`` (no backward to come):
+        ``acts``, ``tanh_cells``, ``pre_proj``, ``rec_pre_ln`` and the three stats hold one step,
+        ``(B, ·)`` / ``(2, 1, B, 1)``, rewritten at every step.
         """
         steps, batch, gates = xp.shape
         z = xp.new_empty(batch, gates) if ln is None else None
@@ -298,7 +301,7 @@ class Kernels:
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "cell_bias", "rec_pre_ln", "rec_stats",
                              "cell_stats", "ln_ih", "ln_ih_bias", "in_stats")
-            ),
+            ), int(keep),
         )  # fmt: skip
 
     def sequence_backward(
