@@ -2,7 +2,7 @@
 oneDNN's packed GEMM (what the Python step loop calls).
 
 The C time loop (``lstmkit.nn.fused``) saves the per-step Python and dispatch (~10 us a step each
-way). Its per-step GEMM is lstmkit's own (``_kernels.c``, AVX-512 builds, float32) or else the
+way). Its per-step GEMM is lstmkit's own (``_kernels.c``, AVX-512/AVX2/NEON builds, float32) or else the
 BLAS torch exports (MKL in the x86-64 wheels); ``NATIVE_LOOP_MAX_MACS`` bounds the BLAS case. For
 each ``(batch, hidden)`` this times ``h (B, H) @ W_hh.T (H -> 4H)`` (forward) and
 ``d (B, 4H) @ W_hh (4H -> H)`` (backward), one thread each (the C loop splits rows over threads

@@ -135,7 +135,7 @@ def test_native_time_loop_binds_torch_blas_on_x86_64():
     float32 = kernels.blas(torch.float32)
     if platform.system() == "Linux":
         assert kernels.parallel  # built with OpenMP, on torch's own libgomp
-    if torch.backends.cpu.get_cpu_capability() == "AVX512":
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         assert float32.panel is not None  # lstmkit's own GEMM, row-parallel
     else:
         assert float32.packed is not None  # MKL's packed GEMM for float32
@@ -187,7 +187,7 @@ def _own_gemm() -> native.Blas:
         pytest.skip("no C time loop here")
     blas = kernels.blas(torch.float32)
     if blas.panel is None:
-        pytest.skip("lstmkit's own GEMM needs an AVX-512 build")
+        pytest.skip("lstmkit's own GEMM needs an AVX-512, AVX2 or NEON build")
     return blas
 
 
@@ -322,3 +322,27 @@ def test_inference_forward_equals_the_training_forward(options, lengths):
     ref_out, (ref_h, ref_c) = model(x, lengths=lengths)
     for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+
+
+def test_own_gemm_built_for_avx2_equals_torch(monkeypatch, tmp_path):
+    """The same source built for AVX2 (8-float vectors, 6-row blocks, 16-column panels) where this
+    CPU also runs AVX-512: both GEMMs against torch, partial panels and row blocks included."""
+    if platform.machine() != "x86_64" or torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("needs an x86-64 CPU that runs both builds")
+    monkeypatch.setattr(native, "_isa_flags", lambda: ["-mavx2", "-mfma"])
+    monkeypatch.setenv("LSTMKIT_CACHE_DIR", str(tmp_path))
+    native.kernels.cache_clear()
+    try:
+        kernels = native.kernels()
+        assert kernels is not None and kernels.blas(torch.float32).panel[2] == 16
+        generator = torch.Generator().manual_seed(0)
+        for rows, cols, k in [(1, 5, 3), (13, 40, 17), (32, 512, 128)]:
+            a, w = (torch.randn(r, k, generator=generator) for r in (rows, cols))
+            torch.testing.assert_close(kernels.blas_matmul(a, w), a @ w.t(), rtol=1e-5, atol=1e-5)
+            d, h = (
+                torch.randn(300, cols, generator=generator),
+                torch.randn(300, k, generator=generator),
+            )
+            torch.testing.assert_close(kernels.weight_grad(d, h), d.t() @ h, rtol=1e-4, atol=1e-4)
+    finally:
+        native.kernels.cache_clear()

@@ -218,16 +218,31 @@ int lstm_parallel(void) {
 #endif
 }
 
-/* lstmkit's own float32 GEMM for the per-step recurrent products (AVX-512 builds only).
- * B (k, cols) is packed once per call into panels of PANEL_COLS columns, each panel k rows of
- * PANEL_COLS contiguous floats (zero padded), so the inner loop streams one panel from L1/L2
- * while a register block of up to PANEL_ROWS rows x 32 columns (16 zmm accumulators) stays in
- * registers. At the LSTM's small per-step shapes this runs near the FMA peak, where MKL's
- * generic GEMM reaches ~40 % of it on AMD CPUs (scripts/benchmark_gemm.py). */
+/* lstmkit's own float32 GEMM for the per-step recurrent products and the weight gradients,
+ * written with GCC/clang vector extensions so that one source serves AVX-512 (16 floats a
+ * vector), AVX2 (8) and NEON (4). B (k, cols) is packed once per call into panels of
+ * PANEL_COLS = 2 vectors of columns, each panel k rows of PANEL_COLS contiguous floats (zero
+ * padded), so the inner loop streams one panel from L1/L2 while a register block of up to
+ * PANEL_ROWS rows x PANEL_COLS columns (2 x PANEL_ROWS accumulators) stays in registers. At the
+ * LSTM's small per-step shapes this runs near the FMA peak, where MKL's GEMM reaches under half of
+ * it on AMD CPUs (scripts/benchmark_gemm.py). Built where the ISA below is known. */
 #if defined(__AVX512F__)
-#include <immintrin.h>
-#define PANEL_COLS 32
-#define PANEL_ROWS 8
+#define VEC_BYTES 64
+#define PANEL_ROWS 8 /* 16 of 32 vector registers hold accumulators */
+#elif defined(__AVX2__)
+#define VEC_BYTES 32
+#define PANEL_ROWS 6 /* 12 of 16 */
+#elif defined(__aarch64__)
+#define VEC_BYTES 16
+#define PANEL_ROWS 8 /* 16 of 32 */
+#endif
+
+#ifdef VEC_BYTES
+#define VEC_LEN (VEC_BYTES / 4)
+#define PANEL_COLS (2 * VEC_LEN)
+typedef float vfloat __attribute__((vector_size(VEC_BYTES), aligned(4))); /* unaligned access */
+
+int lstm_panel_cols(void) { return PANEL_COLS; }
 
 /* packed (panels, k, PANEL_COLS) from B = w.T (w (cols, k)) when `transposed`, else B = w. */
 void lstm_panel_pack_f32(long k, long cols, const float *w, int transposed, float *packed) {
@@ -242,50 +257,84 @@ void lstm_panel_pack_f32(long k, long cols, const float *w, int transposed, floa
       }
 }
 
-/* c (rows, 32 masked columns; row stride ldc) = a (rows, k; stride lda) @ one packed panel. */
+/* Loads and stores of one row of a block: whole vectors, or the first `left` < PANEL_COLS
+ * columns through a zero-padded copy (the last panel of a width that is not a multiple). */
+static inline void load_row(const float *src, long left, vfloat *lo, vfloat *hi) {
+  if (left >= PANEL_COLS) {
+    *lo = *(const vfloat *)src;
+    *hi = *(const vfloat *)(src + VEC_LEN);
+    return;
+  }
+  float tmp[PANEL_COLS] = {0};
+  for (long j = 0; j < left; ++j) tmp[j] = src[j];
+  *lo = *(const vfloat *)tmp;
+  *hi = *(const vfloat *)(tmp + VEC_LEN);
+}
+static inline void store_row(float *dst, long left, vfloat lo, vfloat hi) {
+  if (left >= PANEL_COLS) {
+    *(vfloat *)dst = lo;
+    *(vfloat *)(dst + VEC_LEN) = hi;
+    return;
+  }
+  float tmp[PANEL_COLS];
+  *(vfloat *)tmp = lo;
+  *(vfloat *)(tmp + VEC_LEN) = hi;
+  for (long j = 0; j < left; ++j) dst[j] = tmp[j];
+}
+
+/* c (rows, `left` columns; row stride ldc) = a (rows, k; row stride lda) @ one packed panel. */
 static inline __attribute__((always_inline)) void panel_block_f32(
     const int rows, long k, const float *restrict a, long lda, const float *restrict panel,
-    float *restrict c, long ldc, __mmask16 mask_lo, __mmask16 mask_hi) {
-  __m512 lo[PANEL_ROWS], hi[PANEL_ROWS];
+    float *restrict c, long ldc, long left) {
+  vfloat lo[PANEL_ROWS], hi[PANEL_ROWS];
 #pragma GCC unroll 8
-  for (int r = 0; r < rows; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+  for (int r = 0; r < rows; ++r) lo[r] = hi[r] = (vfloat){0};
   for (long kk = 0; kk < k; ++kk) {
-    __m512 b_lo = _mm512_loadu_ps(panel + kk * PANEL_COLS);
-    __m512 b_hi = _mm512_loadu_ps(panel + kk * PANEL_COLS + 16);
+    vfloat b_lo = *(const vfloat *)(panel + kk * PANEL_COLS);
+    vfloat b_hi = *(const vfloat *)(panel + kk * PANEL_COLS + VEC_LEN);
 #pragma GCC unroll 8
     for (int r = 0; r < rows; ++r) {
-      __m512 a_rk = _mm512_set1_ps(a[r * lda + kk]);
-      lo[r] = _mm512_fmadd_ps(a_rk, b_lo, lo[r]);
-      hi[r] = _mm512_fmadd_ps(a_rk, b_hi, hi[r]);
+      vfloat a_rk = (vfloat){0} + a[r * lda + kk]; /* broadcast */
+      lo[r] += a_rk * b_lo;
+      hi[r] += a_rk * b_hi;
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < rows; ++r) {
-    _mm512_mask_storeu_ps(c + r * ldc, mask_lo, lo[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, mask_hi, hi[r]);
-  }
+  for (int r = 0; r < rows; ++r) store_row(c + r * ldc, left, lo[r], hi[r]);
 }
+
+/* The height of the next row block: PANEL_ROWS, but the last two blocks share what is left so
+ * that none is tiny. */
+static inline long block_rows(long left) {
+  if (left <= PANEL_ROWS) return left;
+  return left >= 2 * PANEL_ROWS ? PANEL_ROWS : (left + 1) / 2;
+}
+
+#define PANEL_CASES(CALL)                                                                       \
+  CASE(1, CALL) CASE(2, CALL) CASE(3, CALL) CASE(4, CALL) CASE(5, CALL) CASE(6, CALL)           \
+  CASE_7_8(CALL)
+#if PANEL_ROWS > 6
+#define CASE_7_8(CALL) CASE(7, CALL) CASE(8, CALL)
+#else
+#define CASE_7_8(CALL)
+#endif
 
 /* out (n, cols) = a (n, k) @ B, with B packed by lstm_panel_pack_f32. */
 void lstm_panel_gemm_f32(long n, long cols, long k, const float *a, const float *packed,
                          float *out) {
-  long panels = (cols + PANEL_COLS - 1) / PANEL_COLS;
-  for (long p = 0; p < panels; ++p) {
-    long left = cols - p * PANEL_COLS;
-    __mmask16 mask_lo = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-    __mmask16 mask_hi = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+  for (long p = 0; p * PANEL_COLS < cols; ++p) {
+    const long left = cols - p * PANEL_COLS;
     const float *panel = packed + p * k * PANEL_COLS;
     for (long r = 0; r < n;) {
-      /* blocks of 8 rows; the last two blocks share what is left, so none is tiny */
-      long rows = n - r <= PANEL_ROWS ? n - r : n - r >= 2 * PANEL_ROWS ? PANEL_ROWS : (n - r + 1) / 2;
+      const long rows = block_rows(n - r);
       const float *a_r = a + r * k;
       float *c = out + r * cols + p * PANEL_COLS;
       switch (rows) {
-#define PANEL_CASE(R) \
-  case R: panel_block_f32(R, k, a_r, k, panel, c, cols, mask_lo, mask_hi); break;
-        PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4)
-        PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7) PANEL_CASE(8)
-#undef PANEL_CASE
+#define CASE(R, CALL) \
+  case R: CALL(R); break;
+#define GEMM_BLOCK(R) panel_block_f32(R, k, a_r, k, panel, c, cols, left)
+        PANEL_CASES(GEMM_BLOCK)
+#undef GEMM_BLOCK
       }
       r += rows;
     }
@@ -294,32 +343,29 @@ void lstm_panel_gemm_f32(long n, long cols, long k, const float *a, const float 
 
 /* Weight gradients: c (m, n) (+)= a.T @ b for a (k, m) and b (k, n), row strides lda and ldb,
  * k large (all steps x batch). The reduction runs in chunks of TN_CHUNK rows of a and b, so a
- * chunk's 32 columns of b stay in L1 while every 8-row block of c passes over them. */
+ * chunk's panel of b stays in L1 while every row block of c passes over it. */
 #define TN_CHUNK 64
 static inline __attribute__((always_inline)) void tn_block_f32(
     const int rows, long kc, const float *restrict a, long lda, const float *restrict b, long ldb,
-    float *restrict c, long ldc, __mmask16 mask_lo, __mmask16 mask_hi, int load_c) {
-  __m512 lo[PANEL_ROWS], hi[PANEL_ROWS];
+    float *restrict c, long ldc, long left, int load_c) {
+  vfloat lo[PANEL_ROWS], hi[PANEL_ROWS];
 #pragma GCC unroll 8
   for (int r = 0; r < rows; ++r) {
-    lo[r] = load_c ? _mm512_maskz_loadu_ps(mask_lo, c + r * ldc) : _mm512_setzero_ps();
-    hi[r] = load_c ? _mm512_maskz_loadu_ps(mask_hi, c + r * ldc + 16) : _mm512_setzero_ps();
+    lo[r] = hi[r] = (vfloat){0};
+    if (load_c) load_row(c + r * ldc, left, &lo[r], &hi[r]);
   }
   for (long kk = 0; kk < kc; ++kk) {
-    __m512 b_lo = _mm512_maskz_loadu_ps(mask_lo, b + kk * ldb);
-    __m512 b_hi = _mm512_maskz_loadu_ps(mask_hi, b + kk * ldb + 16);
+    vfloat b_lo, b_hi;
+    load_row(b + kk * ldb, left, &b_lo, &b_hi);
 #pragma GCC unroll 8
     for (int r = 0; r < rows; ++r) {
-      __m512 a_kr = _mm512_set1_ps(a[kk * lda + r]);
-      lo[r] = _mm512_fmadd_ps(a_kr, b_lo, lo[r]);
-      hi[r] = _mm512_fmadd_ps(a_kr, b_hi, hi[r]);
+      vfloat a_kr = (vfloat){0} + a[kk * lda + r];
+      lo[r] += a_kr * b_lo;
+      hi[r] += a_kr * b_hi;
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < rows; ++r) {
-    _mm512_mask_storeu_ps(c + r * ldc, mask_lo, lo[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, mask_hi, hi[r]);
-  }
+  for (int r = 0; r < rows; ++r) store_row(c + r * ldc, left, lo[r], hi[r]);
 }
 
 static void tn_rows_f32(long m, long n, long k, const float *a, long lda, const float *b,
@@ -327,23 +373,20 @@ static void tn_rows_f32(long m, long n, long k, const float *a, long lda, const 
   if (k == 0 && !accumulate)
     for (long i = 0; i < m * n; ++i) c[i] = 0.0f;
   for (long k0 = 0; k0 < k; k0 += TN_CHUNK) {
-    long kc = k - k0 < TN_CHUNK ? k - k0 : TN_CHUNK;
-    int load_c = accumulate || k0 > 0;
+    const long kc = k - k0 < TN_CHUNK ? k - k0 : TN_CHUNK;
+    const int load_c = accumulate || k0 > 0;
     for (long p = 0; p * PANEL_COLS < n; ++p) {
-      long left = n - p * PANEL_COLS;
-      __mmask16 mask_lo = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-      __mmask16 mask_hi = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+      const long left = n - p * PANEL_COLS;
       const float *b_p = b + k0 * ldb + p * PANEL_COLS;
       for (long r = 0; r < m;) {
-        long rows = m - r <= PANEL_ROWS ? m - r : m - r >= 2 * PANEL_ROWS ? PANEL_ROWS : (m - r + 1) / 2;
+        const long rows = block_rows(m - r);
         const float *a_r = a + k0 * lda + r;
         float *c_r = c + r * n + p * PANEL_COLS;
         switch (rows) {
-#define TN_CASE(R) \
-  case R: tn_block_f32(R, kc, a_r, lda, b_p, ldb, c_r, n, mask_lo, mask_hi, load_c); break;
-          TN_CASE(1) TN_CASE(2) TN_CASE(3) TN_CASE(4)
-          TN_CASE(5) TN_CASE(6) TN_CASE(7) TN_CASE(8)
-#undef TN_CASE
+#define TN_BLOCK(R) tn_block_f32(R, kc, a_r, lda, b_p, ldb, c_r, n, left, load_c)
+          PANEL_CASES(TN_BLOCK)
+#undef TN_BLOCK
+#undef CASE
         }
         r += rows;
       }

@@ -17,7 +17,8 @@ The elementwise work of a step runs in one of two implementations of the same eq
 * **native** — one C loop each way (`lstmkit.nn.native`), for the plain and the layer-norm LSTM
   on CPU when a C compiler is available; the whole time loop runs in C too, one call per layer
   and direction each way (no per-step Python or dispatch), with the per-step GEMMs through
-  lstmkit's own AVX-512 GEMM (float32; batch rows split over torch's OpenMP threads) or the BLAS
+  lstmkit's own GEMM (float32, AVX-512/AVX2/NEON builds; batch rows split over torch's OpenMP
+  threads) or the BLAS
   torch's library exports (MKL in the x86-64 wheels), and the weight gradients through the same
   own GEMM (`t_matmul`);
 * **torch ops** — ~7 ops a step forward and ~6 backward for the plain LSTM (more per variant),
@@ -62,7 +63,7 @@ USE_NATIVE_LOOP = True
 # multiply-adds in a step's recurrent GEMM (batch x 4H x P). Above it the per-step oneDNN GEMM
 # called from Python wins: on the 2-core AMD EPYC, MKL's GEMM measured 1.3x slower than oneDNN's
 # packed one at (16 x 128 x 512) and 3.5x at (64 x 256 x 1024), and the C loop's saving is per
-# step (~10 us each way). lstmkit's own GEMM (AVX-512 builds, float32) is faster than both at
+# step (~10 us each way). lstmkit's own GEMM (float32) is faster than both at
 # every LSTM shape measured (scripts/benchmark_gemm.py), so with it the C loop always runs.
 NATIVE_LOOP_MAX_MACS = 1 << 22
 

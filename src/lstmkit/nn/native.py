@@ -7,7 +7,7 @@ vectorised loop each way. It is compiled at first use with the system C compiler
 ``~/.cache/lstmkit``) and loaded with ctypes, so there is no build step and nothing to install.
 
 It also holds whole time loops (`Kernels.sequence_forward`/`sequence_backward`). Their per-step
-GEMMs go through lstmkit's own float32 GEMM where the kernels are built for AVX-512 (weights
+GEMMs go through lstmkit's own float32 GEMM where the kernels are built for AVX-512, AVX2 or NEON (weights
 packed once per call into 32-column panels; near the FMA peak at LSTM shapes, where MKL's GEMM
 reaches under half of it on AMD CPUs), else through the BLAS that torch's own library exports
 (MKL's ``sgemm_``/``dgemm_`` and, for float32, its packed-matrix API in the x86-64 wheels). Each
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_kernels.c")
 
-# lstmkit's own float32 GEMM (AVX-512 builds) for the C loops' per-step products and the weight
+# lstmkit's own float32 GEMM (AVX-512/AVX2/NEON builds) for the C loops' per-step products and the weight
 # gradients; off, they use torch's BLAS (MKL) single-threaded, as before it existed. Benchmarks
 # and tests switch it; ``LSTMKIT_NATIVE_GEMM=0`` keeps it from being loaded at all.
 USE_OWN_GEMM = True
@@ -149,8 +149,10 @@ class Kernels:
                     self._blas.setdefault(dtype, []).append(functions)
 
         # lstmkit's own weight-gradient GEMM: built with, and trusted as far as, the own GEMM
-        self._tn = None
-        if any(b.panel is not None for b in self._blas.get(torch.float32, [])):
+        self._tn, self._panel_cols = None, 0
+        own = [b for b in self._blas.get(torch.float32, []) if b.panel is not None]
+        if own:
+            self._panel_cols = own[0].panel[2]
             self._tn = library.lstm_panel_gemm_tn_f32
             self._tn.argtypes = [
                 size, pointer, size, size, pointer, size, pointer, size, pointer, ctypes.c_int
@@ -217,7 +219,7 @@ class Kernels:
         """
         k, m = a.shape
         n = b.shape[1]
-        if n < Blas.PANEL_COLS <= m:  # narrow b (e.g. 8 input features): c.T = b.T @ a
+        if n < self._panel_cols <= m:  # narrow b (e.g. 8 input features): c.T = b.T @ a
             result = self.weight_grad(b, a).t().contiguous()
             return result if accumulate_into is None else accumulate_into.add_(result)
         a, b = a.contiguous(), b.contiguous()
@@ -458,18 +460,18 @@ class Blas:
     ``gemm``: the address of BLAS ``sgemm_``/``dgemm_``, or None. ``packed``: None, or the ctypes
     functions ``(get_size, pack, compute)`` of MKL's ``cblas_?gemm_pack_get_size/_pack/_compute``:
     a weight used at every step is packed once per call, as oneDNN does for ``torch.nn.LSTM``.
-    ``panel``: None, or ``(pack, gemm)`` of lstmkit's own packed GEMM (``lstm_panel_*_f32`` in
-    ``_kernels.c``, AVX-512 builds): ``pack`` a ctypes function, ``gemm`` an address. When
-    present it is used at every step (any row count) and, having no threads of its own, lets the
-    loop run row ranges on several threads.
+    ``panel``: None, or ``(pack, gemm, width)`` of lstmkit's own packed GEMM
+    (``lstm_panel_*_f32`` in ``_kernels.c``, AVX-512/AVX2/NEON builds): ``pack`` a ctypes
+    function, ``gemm`` an address, ``width`` the columns of a packed panel. When present it is
+    used at every step (any row count) and, having no threads of its own, lets the loop run row
+    ranges on several threads.
     """
 
     ROW_MAJOR, NO_TRANS, TRANS, B_MATRIX = 101, 111, 112, 162  # CBLAS enum values
-    PANEL_COLS = 32  # as in _kernels.c
 
     def __init__(
         self, gemm: int | None, packed: tuple[Any, Any, Any] | None = None,
-        panel: tuple[Any, int] | None = None,
+        panel: tuple[Any, int, int] | None = None,
     ) -> None:  # fmt: skip
         self.gemm, self.packed, self.panel = gemm, packed, panel
         compute = None if packed is None else packed[2]
@@ -493,8 +495,8 @@ class Blas:
         weight = weight.contiguous()
         cols, k = weight.shape if transposed else weight.shape[::-1]
         if self.panel is not None:
-            panels = -(-cols // self.PANEL_COLS)
-            buffer = weight.new_empty(panels * k * self.PANEL_COLS)
+            width = self.panel[2]
+            buffer = weight.new_empty(-(-cols // width) * k * width)
             self.panel[0](k, cols, weight.data_ptr(), int(transposed), buffer.data_ptr())
             return buffer
         if self.packed is None:
@@ -538,7 +540,7 @@ def _torch_blas() -> dict[torch.dtype, Blas]:
 
 
 def _panel_blas(library: ctypes.CDLL) -> Blas | None:
-    """lstmkit's own float32 GEMM from the compiled kernels (AVX-512 builds), or None."""
+    """lstmkit's own float32 GEMM from the compiled kernels (vector ISA builds), or None."""
     if os.environ.get("LSTMKIT_NATIVE_GEMM", "1") == "0" or not hasattr(
         library, "lstm_panel_gemm_f32"
     ):
@@ -547,7 +549,7 @@ def _panel_blas(library: ctypes.CDLL) -> Blas | None:
     pointer, size = ctypes.c_void_p, ctypes.c_long
     pack.argtypes, pack.restype = [size, size, pointer, ctypes.c_int, pointer], None
     gemm = ctypes.cast(library.lstm_panel_gemm_f32, pointer).value
-    return Blas(None, panel=(pack, gemm))
+    return Blas(None, panel=(pack, gemm, library.lstm_panel_cols()))
 
 
 def _shared_suffix() -> str:
