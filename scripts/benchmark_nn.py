@@ -7,6 +7,7 @@ torch.nn.LSTM's. Results are also written as JSON.
     python scripts/benchmark_nn.py                       # CPU (and CUDA when available)
     python scripts/benchmark_nn.py --rounds 30 --json benchmarks/nn.json
     python scripts/benchmark_nn.py --shapes 32,100,1,128,1 --candidates torch,custom
+    python scripts/benchmark_nn.py --lengths --json benchmarks/nn_lengths.json   # ragged batches
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
 
 
 def bench_shape(
-    shape: tuple[int, ...], names: list[str], device: torch.device, rounds: int, warmup: int
-):
+    shape: tuple[int, ...], names: list[str], device: torch.device, rounds: int, warmup: int,
+    variable_lengths: bool = False,
+):  # fmt: skip
     batch, seq, features, hidden, layers = shape
     torch.manual_seed(0)
     reference = torch.nn.LSTM(features, hidden, layers).to(device)
@@ -72,13 +74,27 @@ def bench_shape(
         models[name] = model
     x = torch.randn(seq, batch, features, device=device)
     x_grad = x.clone().requires_grad_(True)
+    lengths = None
+    if variable_lengths:  # uniform in [T/2, T], one row of full length
+        generator = torch.Generator().manual_seed(0)
+        lengths = torch.randint(seq // 2, seq + 1, (batch,), generator=generator)
+        lengths[0] = seq
+
+    def run(model, inputs):
+        if lengths is None:
+            return model(inputs)
+        if isinstance(model, torch.nn.LSTM):  # its way to variable lengths: a PackedSequence
+            packed = torch.nn.utils.rnn.pack_padded_sequence(inputs, lengths, enforce_sorted=False)
+            out, state = model(packed)
+            return torch.nn.utils.rnn.pad_packed_sequence(out)[0], state
+        return model(inputs, lengths=lengths)
 
     def forward(model):
         with torch.no_grad():
-            model(x)
+            run(model, x)
 
     def forward_backward(model):
-        out, (h, c) = model(x_grad)
+        out, (h, c) = run(model, x_grad)
         (out.sum() + h.sum() + c.sum()).backward()
 
     times: dict[str, dict[str, list[float]]] = {n: {"fwd": [], "fwd+bwd": []} for n in names}
@@ -127,6 +143,12 @@ def main() -> None:
         "--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--lengths",
+        action="store_true",
+        help="variable lengths, uniform in [T/2, T]: lengths= for lstmkit, a PackedSequence "
+        "for torch.nn.LSTM",
+    )
     parser.add_argument("--json", default="benchmarks/nn.json", help="where to write the results")
     args = parser.parse_args()
 
@@ -152,7 +174,7 @@ def main() -> None:
         device = torch.device(device_name)
         for spec in args.shapes:
             shape = tuple(int(v) for v in spec.split(","))
-            times = bench_shape(shape, names, device, args.rounds, args.warmup)
+            times = bench_shape(shape, names, device, args.rounds, args.warmup, args.lengths)
             base = {k: statistics.median(v) for k, v in times["torch"].items()}
             for name in names:
                 med = {k: statistics.median(v) for k, v in times[name].items()}
@@ -177,6 +199,7 @@ def main() -> None:
         "machine": platform.platform(),
         "processor": platform.processor(),
         "rounds": args.rounds,
+        "variable_lengths": args.lengths,
         "native_kernels": _native_status(),
     }
     if args.json:
