@@ -405,6 +405,74 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
 }
 #endif
 
+/* One row range [bounds[part], bounds[part + 1]) of a layer's time loop, forward and backward:
+ * the bodies of the functions below, in macros so that they run in an OpenMP region only when
+ * there are several ranges. */
+#define SEQUENCE_FORWARD_ROWS(T, SUFFIX)                                                        \
+  {                                                                                             \
+    const long row0 = bounds[part], row1 = bounds[part + 1];                                    \
+    const int whole = row0 == 0 && row1 == batch;                                               \
+    for (long t = 0; t < steps; ++t) {                                                          \
+      long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                     \
+      if (n <= 0) break; /* batch sizes never grow again */                                     \
+      long at = t * batch + row0; /* this range's first row of step t */                        \
+      long ix = keep ? at : row0; /* ... in the buffers that keep every step or one */          \
+      const T *h_prev = t ? out + (at - batch) * state : h0 + row0 * state;                     \
+      const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;                 \
+      T *z_t = ln_hh ? rec_pre_ln + ix * gates : z + row0 * gates;                              \
+      T *h_t = out + at * state;                                                                \
+      T *r_t = w_hr ? pre_proj + ix * hidden : h_t;                                             \
+      T *a_t = acts + ix * gates, *c_t = cells + at * hidden, *s_t = tanh_cells + ix * hidden;  \
+      int full = whole && n == batch;                                                           \
+      mm_##SUFFIX(&blas, n, gates, state, h_prev, w_hh, 1, panel || full ? w_hh_packed : 0, z_t);\
+      if (ln_hh)                                                                                \
+        lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + at * gates, z_t, ln_hh, g_c, b_c, a_t, c_prev,\
+                            c_t, s_t, r_t, rec_stats + ix, rec_stats + tb + ix, cell_stats + ix,\
+                            cell_stats + tb + ix, g_ih, b_ih, in_stats ? in_stats + ix : 0,     \
+                            in_stats ? in_stats + tb + ix : 0);                                 \
+      else                                                                                      \
+        lstm_forward_##SUFFIX(n, hidden, xp + at * gates, z_t, a_t, c_prev, c_t, s_t, r_t);     \
+      if (w_hr)                                                                                 \
+        mm_##SUFFIX(&blas, n, state, hidden, r_t, w_hr, 1, panel || full ? w_hr_packed : 0, h_t);\
+    }                                                                                           \
+  }
+#define SEQUENCE_BACKWARD_ROWS(T, SUFFIX)                                                       \
+  {                                                                                             \
+    const long row0 = bounds[part], row1 = bounds[part + 1];                                    \
+    const int whole = row0 == 0 && row1 == batch;                                               \
+    T *carry_h_r = carry_h + row0 * state, *carry_c_r = carry_c + row0 * hidden;                \
+    T *dh_r = dh ? dh + row0 * hidden : 0;                                                      \
+    for (long t = steps - 1; t >= 0; --t) {                                                     \
+      long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                     \
+      if (n <= 0) continue; /* these rows start at a later step */                              \
+      long at = t * batch + row0;                                                               \
+      int full = whole && n == batch;                                                           \
+      const T *dh_a = grad_out + at * state, *dh_b = carry_h_r;                                 \
+      if (w_hr) {                                                                               \
+        T *p = proj_in + at * state;                                                            \
+        for (long k = 0; k < n * state; ++k) p[k] = dh_a[k] + carry_h_r[k];                     \
+        mm_##SUFFIX(&blas, n, hidden, state, p, w_hr, 0, panel || full ? w_hr_packed : 0, dh_r);\
+        dh_a = dh_r;                                                                            \
+        dh_b = 0;                                                                               \
+      }                                                                                         \
+      const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;                 \
+      const T *a_t = acts + at * gates, *s_t = tanh_cells + at * hidden;                        \
+      T *dp_t = d_pre + at * gates, *src = dp_t;                                                \
+      if (ln_hh) {                                                                              \
+        src = d_rec + at * gates;                                                               \
+        lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev,           \
+                             cells + at * hidden, cell_stats + at, cell_stats + tb + at, g_c,   \
+                             rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
+                             dp_t, src, d_cn + at * hidden, g_ih ? xp + at * gates : 0, g_ih,   \
+                             in_stats ? in_stats + at : 0, in_stats ? in_stats + tb + at : 0,   \
+                             d_in ? d_in + at * gates : 0);                                     \
+      } else {                                                                                  \
+        lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev, dp_t);       \
+      }                                                                                         \
+      mm_##SUFFIX(&blas, n, state, gates, src, w_hh, 0, panel || full ? w_hh_packed : 0, carry_h_r);\
+    }                                                                                           \
+  }
+
 /* Whole time loops: the per-step GEMMs go through `panel` (lstmkit's own GEMM above, weights
  * packed once per call) or else BLAS (`gemm`, Fortran `sgemm_`/`dgemm_`, column-major, found in
  * torch's own library by native.py; with MKL, float32 steps with the whole batch use `compute`
@@ -466,33 +534,13 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
      * backward; 0 (inference): those buffers hold one step (B rows), reused at every step */   \
     const long tb = keep ? steps * batch : batch;                                               \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
-    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
-    for (long part = 0; part < parts; ++part) {                                                 \
-      const long row0 = bounds[part], row1 = bounds[part + 1];                                  \
-      const int whole = row0 == 0 && row1 == batch;                                             \
-      for (long t = 0; t < steps; ++t) {                                                        \
-        long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                   \
-        if (n <= 0) break; /* batch sizes never grow again */                                   \
-        long at = t * batch + row0; /* this range's first row of step t */                      \
-        long ix = keep ? at : row0; /* ... in the buffers that keep every step or one */        \
-        const T *h_prev = t ? out + (at - batch) * state : h0 + row0 * state;                   \
-        const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;               \
-        T *z_t = ln_hh ? rec_pre_ln + ix * gates : z + row0 * gates;                            \
-        T *h_t = out + at * state;                                                              \
-        T *r_t = w_hr ? pre_proj + ix * hidden : h_t;                                           \
-        T *a_t = acts + ix * gates, *c_t = cells + at * hidden, *s_t = tanh_cells + ix * hidden;\
-        int full = whole && n == batch;                                                         \
-        mm_##SUFFIX(&blas, n, gates, state, h_prev, w_hh, 1, panel || full ? w_hh_packed : 0, z_t);\
-        if (ln_hh)                                                                              \
-          lstm_ln_forward_##SUFFIX(n, hidden, eps, xp + at * gates, z_t, ln_hh, g_c, b_c, a_t, c_prev,\
-                              c_t, s_t, r_t, rec_stats + ix, rec_stats + tb + ix, cell_stats + ix,\
-                              cell_stats + tb + ix, g_ih, b_ih, in_stats ? in_stats + ix : 0,   \
-                              in_stats ? in_stats + tb + ix : 0);                               \
-        else                                                                                    \
-          lstm_forward_##SUFFIX(n, hidden, xp + at * gates, z_t, a_t, c_prev, c_t, s_t, r_t);   \
-        if (w_hr)                                                                               \
-          mm_##SUFFIX(&blas, n, state, hidden, r_t, w_hr, 1, panel || full ? w_hr_packed : 0, h_t);\
-      }                                                                                         \
+    if (parts == 1) { /* no OpenMP region: a BLAS called inside one would start a nested team */\
+      const long part = 0;                                                                      \
+      SEQUENCE_FORWARD_ROWS(T, SUFFIX)                                                          \
+    } else {                                                                                    \
+      _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                        \
+      for (long part = 0; part < parts; ++part)                                                 \
+        SEQUENCE_FORWARD_ROWS(T, SUFFIX)                                                        \
     }                                                                                           \
   }                                                                                             \
   /* Backward of one layer and direction. grad_out (T, B, P) holds d loss / d output, with      \
@@ -513,41 +561,13 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
       T *d_in) {                                                                                \
     const long gates = 4 * hidden, tb = steps * batch;                                          \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
-    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
-    for (long part = 0; part < parts; ++part) {                                                 \
-      const long row0 = bounds[part], row1 = bounds[part + 1];                                  \
-      const int whole = row0 == 0 && row1 == batch;                                             \
-      T *carry_h_r = carry_h + row0 * state, *carry_c_r = carry_c + row0 * hidden;              \
-      T *dh_r = dh ? dh + row0 * hidden : 0;                                                    \
-      for (long t = steps - 1; t >= 0; --t) {                                                   \
-        long n = active_##SUFFIX(batch_sizes, t, row0, row1);                                   \
-        if (n <= 0) continue; /* these rows start at a later step */                            \
-        long at = t * batch + row0;                                                             \
-        int full = whole && n == batch;                                                         \
-        const T *dh_a = grad_out + at * state, *dh_b = carry_h_r;                               \
-        if (w_hr) {                                                                             \
-          T *p = proj_in + at * state;                                                          \
-          for (long k = 0; k < n * state; ++k) p[k] = dh_a[k] + carry_h_r[k];                   \
-          mm_##SUFFIX(&blas, n, hidden, state, p, w_hr, 0, panel || full ? w_hr_packed : 0, dh_r);\
-          dh_a = dh_r;                                                                          \
-          dh_b = 0;                                                                             \
-        }                                                                                       \
-        const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;               \
-        const T *a_t = acts + at * gates, *s_t = tanh_cells + at * hidden;                      \
-        T *dp_t = d_pre + at * gates, *src = dp_t;                                              \
-        if (ln_hh) {                                                                            \
-          src = d_rec + at * gates;                                                             \
-          lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev,         \
-                               cells + at * hidden, cell_stats + at, cell_stats + tb + at, g_c, \
-                               rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
-                               dp_t, src, d_cn + at * hidden, g_ih ? xp + at * gates : 0, g_ih, \
-                               in_stats ? in_stats + at : 0, in_stats ? in_stats + tb + at : 0, \
-                               d_in ? d_in + at * gates : 0);                                   \
-        } else {                                                                                \
-          lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev, dp_t);     \
-        }                                                                                       \
-        mm_##SUFFIX(&blas, n, state, gates, src, w_hh, 0, panel || full ? w_hh_packed : 0, carry_h_r);\
-      }                                                                                         \
+    if (parts == 1) { /* no OpenMP region: a BLAS called inside one would start a nested team */\
+      const long part = 0;                                                                      \
+      SEQUENCE_BACKWARD_ROWS(T, SUFFIX)                                                         \
+    } else {                                                                                    \
+      _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                        \
+      for (long part = 0; part < parts; ++part)                                                 \
+        SEQUENCE_BACKWARD_ROWS(T, SUFFIX)                                                       \
     }                                                                                           \
   }                                                                                             \
   /* out (n, cols) = a (n, k) @ w.T through `gemm`/`compute`/`panel`: native.py checks each    \
