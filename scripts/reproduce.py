@@ -7,6 +7,9 @@ run's wall time, computes the task's figure (some, such as the adding problem's 
 from the best checkpoint's test predictions), writes one table per task with the reference
 figure, lstmkit's figure, whether the goal is reached, training sequences/epochs, wall time and
 the exact command, and copies each run's plot beside the markdown. Nothing is typed by hand.
+A task marked ``ensemble`` (Airline) trains its config's ``ensemble.size`` seeds with
+``lstmkit.ensemble.train_ensemble`` (what ``python -m lstmkit.ensemble`` runs) and reports the
+average of their forecasts beside every member's single-model figure.
 
     python scripts/reproduce.py                       # all tasks -> docs/RESULTS.md (~2 h)
     python scripts/reproduce.py --tasks adding_t100 copy_t50
@@ -89,6 +92,9 @@ class Task:
     #: "robustness": test accuracy under noise and missing steps (`ROBUSTNESS_LEVELS`)
     predictions: str | None = None
     smoke: tuple[str, ...] = SMOKE_SYNTHETIC
+    #: a deep ensemble (``lstmkit.ensemble``): the config's ``ensemble.size`` seeds, trained
+    #: like single runs; the figure is the average of their forecasts, each member's beside it
+    ensemble: bool = False
 
 
 def _get(metrics: dict[str, Any], key: str) -> float:
@@ -121,7 +127,18 @@ def judge_accuracy(threshold: float) -> Callable[[dict[str, Any], dict[str, Any]
 
 def judge_airline(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
     mape = _get(metrics, "test/mape")  # torchmetrics: a fraction
-    return Outcome(f"MAPE {mape:.2%} (RMSE {_get(metrics, 'test/rmse'):.1f})", mape <= 0.027)
+    figure = f"MAPE {mape:.2%} (RMSE {_get(metrics, 'test/rmse'):.1f})"
+    seeds = extra.get("seeds")
+    if seeds:  # an ensemble: name the members and give each one's single-model figure
+        members = ", ".join(f"{m:.2%}" for m in extra["test/member_mape"])
+        val = ", ".join(f"{m:.2%}" for m in extra["val/member_mape"])
+        figure = (
+            f"{figure}: ensemble of {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}, forecasts "
+            f"averaged in {extra['space']} space); members' test MAPE {members} (mean "
+            f"{sum(extra['test/member_mape']) / len(seeds):.2%}); validation MAPE ensemble "
+            f"{extra['val/mape']:.2%}, members {val}"
+        )
+    return Outcome(figure, mape <= 0.027)
 
 
 def judge_addition(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
@@ -212,7 +229,8 @@ TASKS: dict[str, Task] = {
             "darts LSTM example: MAPE 2.71 %",
             "MAPE <= 2.7 % on 1959-01 .. 1960-12",
             judge_airline,
-            smoke=(),
+            smoke=("ensemble.size=2",),
+            ensemble=True,
         ),
         Task(
             "addition",
@@ -334,6 +352,8 @@ def run_one(task: Task, backend: str, run_dir: Path, smoke: bool) -> dict[str, A
         overrides += [*SMOKE, *task.smoke]
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = compose(overrides, run_dir)
+    if task.ensemble:
+        return run_ensemble(task, backend, cfg, overrides, run_dir)
     start = time.perf_counter()
     metrics = train(cfg)
     wall = time.perf_counter() - start
@@ -355,6 +375,44 @@ def run_one(task: Task, backend: str, run_dir: Path, smoke: bool) -> dict[str, A
         "wall_time_s": wall,
         "command": "lstmkit-train " + " ".join(_quote(o) for o in overrides),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "extra": extra,
+        "run_dir": str(run_dir),
+        "plots": sorted(p.name for p in run_dir.glob("*.png")),
+    }
+
+
+def run_ensemble(
+    task: Task, backend: str, cfg: Any, overrides: Sequence[str], run_dir: Path
+) -> dict[str, Any]:
+    """Train the config's ``ensemble.size`` members (seeds ``seed`` .. ``seed + size - 1``)
+    with ``lstmkit.ensemble.train_ensemble``; the row's figure is the ensemble's, with every
+    member's; epochs and sequences add up the members'; the plots are the ensemble's test
+    predictions and the first member's (the default seed's single run) learning curves."""
+    from lstmkit.ensemble import train_ensemble
+
+    start = time.perf_counter()
+    result = train_ensemble(cfg, run_dir)
+    wall = time.perf_counter() - start
+    first = Path(result["member_dirs"][0]) / "learning_curves.png"
+    if first.is_file():
+        shutil.copyfile(first, run_dir / "learning_curves.png")
+    keys = ("seeds", "space", "val/mape", "val/member_mape", "test/member_mape")
+    extra: dict[str, Any] = {"epochs": sum(result["epochs"]), **{k: result[k] for k in keys}}
+    extra["member_epochs"] = result["epochs"]
+    metrics = {"test/mape": result["test/mape"], "test/rmse": result["test/rmse"]}
+    per_epoch = training_sequences(cfg)
+    outcome = task.judge(metrics, extra)
+    return {
+        "task": task.name,
+        "backend": backend,
+        "figure": outcome.figure,
+        "reached": bool(outcome.reached),
+        "epochs": extra["epochs"],
+        "sequences_per_epoch": per_epoch,
+        "sequences": None if per_epoch is None else per_epoch * extra["epochs"],
+        "wall_time_s": wall,
+        "command": "python -m lstmkit.ensemble " + " ".join(_quote(o) for o in overrides),
+        "metrics": metrics,
         "extra": extra,
         "run_dir": str(run_dir),
         "plots": sorted(p.name for p in run_dir.glob("*.png")),
@@ -421,9 +479,12 @@ def render(rows: list[dict[str, Any]], smoke: bool, argv: Sequence[str]) -> str:
         + f"` on {now}; tasks not rerun keep the rows of the run that produced them); do not "
         f"edit by hand. Machine: {machine()}, torch {torch.__version__}, "
         f"Python {platform.python_version()}. Each row is one run of `lstmkit.train.train` "
-        "(what `lstmkit-train` runs) with the command shown; the wall time covers training, "
-        "testing and plotting. Figures are on the test split, from the best `val/loss` "
-        "checkpoint. A goal that is not reached says so, with the figure reached.",
+        "(what `lstmkit-train` runs) with the command shown, or, for a task whose command is "
+        "`python -m lstmkit.ensemble`, a deep ensemble: one such run per seed (the config's "
+        "`ensemble.size` seeds from its `seed` on), forecasts averaged, every member's figure "
+        "beside the ensemble's; the wall time covers training, testing and plotting (all "
+        "members). Figures are on the test split, from the best `val/loss` checkpoint(s). A "
+        "goal that is not reached says so, with the figure reached.",
         "",
         "| task | backend | goal reached | lstmkit | wall time |",
         "| --- | --- | --- | --- | --- |",
@@ -502,7 +563,9 @@ def failed_row(task: Task, backend: str, run_dir: Path, error: BaseException) ->
         "sequences_per_epoch": None,
         "sequences": None,
         "wall_time_s": math.nan,
-        "command": f"lstmkit-train experiment={task.experiment} " + " ".join(BACKENDS[backend]),
+        "command": ("python -m lstmkit.ensemble " if task.ensemble else "lstmkit-train ")
+        + f"experiment={task.experiment} "
+        + " ".join(BACKENDS[backend]),
         "metrics": {},
         "extra": {},
         "run_dir": str(run_dir),

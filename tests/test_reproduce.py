@@ -127,3 +127,35 @@ def test_full_mode_keeps_other_tasks_and_reports_failures(reproduce, tmp_path, m
     ]  # fmt: skip
     fresh = reproduce.main(["--fresh", "--tasks", "addition", "--out", str(tmp_path)])
     assert "next-number" not in fresh.read_text()
+
+
+def test_airline_row_is_an_ensemble_with_every_member(reproduce, tmp_path, monkeypatch):
+    """The airline task trains the config's ensemble (seeds 42..46) and its row gives the
+    ensemble's MAPE with each member's single-model MAPE beside it."""
+    import lstmkit.ensemble
+
+    calls = []
+
+    def fake_train_ensemble(cfg, run_dir):
+        calls.append((int(cfg.ensemble.size), cfg.ensemble.space, int(cfg.seed), run_dir))
+        return {
+            "seeds": [42, 43, 44, 45, 46], "space": "log",
+            "val/mape": 0.035, "val/member_mape": [0.04, 0.03, 0.05, 0.03, 0.04],
+            "test/mape": 0.026, "test/member_mape": [0.0304, 0.0297, 0.0226, 0.0276, 0.0293],
+            "test/rmse": 13.0, "epochs": [200, 150, 120, 180, 160],
+            "member_dirs": [str(run_dir / f"seed_{s}") for s in range(42, 47)],
+        }  # fmt: skip
+
+    monkeypatch.setattr(lstmkit.ensemble, "train_ensemble", fake_train_ensemble)
+    row = reproduce.run_one(reproduce.TASKS["airline"], "custom", tmp_path / "run", smoke=False)
+    assert calls == [(5, "log", 42, tmp_path / "run")]
+    assert row["reached"] is True  # 2.60 % <= 2.7 %
+    assert row["figure"].startswith("MAPE 2.60% (RMSE 13.0): ensemble of 5 seeds (42-46")
+    # each member's figure, their mean (2.792 %) and the validation figures are in the row
+    assert "members' test MAPE 3.04%, 2.97%, 2.26%, 2.76%, 2.93% (mean 2.79%)" in row["figure"]
+    assert (
+        "validation MAPE ensemble 3.50%, members 4.00%, 3.00%, 5.00%, 3.00%, 4.00%" in row["figure"]
+    )
+    assert row["epochs"] == 810 and row["sequences"] == 810 * 84  # 84 training windows
+    assert row["command"].startswith("python -m lstmkit.ensemble experiment=reference_airline")
+    assert not reproduce.judge_airline({"test/mape": 0.0271}, {}).reached
