@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, memory, native
+from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, native
 
 DEFAULT_SHAPES = ["32,100,1,128,1", "64,256,64,256,2", "16,1000,8,128,1"]
 CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
@@ -33,8 +33,6 @@ CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
     # own GEMM and the row-parallel loops off (as before they existed)
     "custom-mkl": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm-mkl": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
-    # without huge pages for the fused path's large buffers (lstmkit.nn.memory)
-    "custom-4k": lambda *a, **k: CustomLSTM(*a, **k),
     # the C kernels for each step's elementwise work, but the time loop in Python (one GEMM
     # call and one kernel call per step) instead of the whole loop in C
     "custom-steploop": lambda *a, **k: CustomLSTM(*a, **k),
@@ -105,7 +103,6 @@ def bench_shape(
             fused.USE_NATIVE = not name.endswith("-torchops")
             fused.USE_NATIVE_LOOP = not name.endswith(("-torchops", "-steploop"))
             native.USE_OWN_GEMM = not name.endswith("-mkl")
-            memory.USE_HUGE_PAGES = not name.endswith("-4k")
             t_fwd = _timed(lambda m=model: forward(m), device)
             model.zero_grad(set_to_none=True)
             t_both = _timed(lambda m=model: forward_backward(m), device)

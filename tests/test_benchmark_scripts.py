@@ -26,7 +26,7 @@ def _run(script: str, *args: str) -> str:
 @pytest.mark.parametrize("lengths", [[], ["--lengths"]], ids=["dense", "lengths"])
 def test_benchmark_nn_writes_its_table_and_json(tmp_path, lengths):
     out = tmp_path / "nn.json"
-    names = "torch,cudnn,custom,custom-layernorm,custom-mkl,custom-4k"
+    names = "torch,cudnn,custom,custom-layernorm,custom-mkl"
     printed = _run(
         "benchmark_nn.py", "--shapes", "4,6,3,8,1", "--rounds", "1", "--warmup", "0",
         "--threads", "1", "--candidates", names, "--json", str(out), *lengths,

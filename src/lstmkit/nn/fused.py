@@ -9,8 +9,7 @@ recurrence leaves the time loop:
 * weight gradients are one GEMM over all steps; the gradient of ``xp`` is returned as is, so the
   caller's autograd turns it into ``weight_ih``/bias/input gradients with one more GEMM;
 * the per-step GEMMs reuse a weight packed once per call (oneDNN, `StepMatmul`, or the C loop's
-  own packing);
-* the large buffers it allocates are huge-page backed (`lstmkit.nn.memory`).
+  own packing).
 
 The elementwise work of a step runs in one of two implementations of the same equations:
 
@@ -44,7 +43,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import memory
 from .cell import LAYER_NORM_EPS
 from .native import Kernels
 from .native import kernels as native_kernels
@@ -233,36 +231,33 @@ class FusedLSTMLayer(torch.autograd.Function):
             raise ValueError("the input layer norm (ln_ih) needs the recurrent one (ln_hh)")
 
         # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
-        # the backward reads whole buffers); with full batches every row is written. Large
-        # buffers are huge-page backed (see lstmkit.nn.memory).
+        # the backward reads whole buffers); with full batches every row is written.
         zero = batch_sizes is not None
         # what only the backward reads holds every step, or one (C loop, no backward to come)
         kept = steps if keep or not loop_in_c else 1
-        acts = memory.empty(xp, kept, batch, gate_size)  # activations o, i, f, g
-        cells = memory.empty(xp, steps, batch, hidden, zero=zero)
-        tanh_cells = memory.empty(xp, kept, batch, hidden)
-        out = memory.empty(xp, steps, batch, state, zero=zero)
-        pre_proj = memory.empty(xp, kept, batch, hidden, zero=zero) if proj else None
-        rec_pre_ln = memory.empty(xp, kept, batch, gate_size, zero=zero) if ln else None
+        acts = _buffer(xp, kept, batch, gate_size)  # activations o, i, f, g
+        cells = _buffer(xp, steps, batch, hidden, zero=zero)
+        tanh_cells = _buffer(xp, kept, batch, hidden)
+        out = _buffer(xp, steps, batch, state, zero=zero)
+        pre_proj = _buffer(xp, kept, batch, hidden, zero=zero) if proj else None
+        rec_pre_ln = _buffer(xp, kept, batch, gate_size, zero=zero) if ln else None
         # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
-        rec_stats = memory.empty(xp, 2, kept, batch, 1, zero=zero) if ln else None
+        rec_stats = _buffer(xp, 2, kept, batch, 1, zero=zero) if ln else None
         cell_stats = (
-            memory.empty(xp, 2, kept, batch, 1, zero=zero) if ln_cell_weight is not None else None
+            _buffer(xp, 2, kept, batch, 1, zero=zero) if ln_cell_weight is not None else None
         )
         xp_raw = in_stats = None
         if ln_ih is not None:  # input layer norm: in the C loop, else here with torch's kernel
             xp_raw = xp.contiguous()
             if loop_in_c:
-                in_stats = memory.empty(xp, 2, kept, batch, 1, zero=zero)
+                in_stats = _buffer(xp, 2, kept, batch, 1, zero=zero)
             else:
                 xp, mean, rstd = torch.native_layer_norm(
                     xp_raw, (gate_size,), ln_ih, ln_ih_bias, eps
                 )
                 in_stats = torch.stack((mean, rstd))
         # With zoneout on c the carried cell differs from the fresh one that feeds h.
-        fresh = (
-            memory.empty(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
-        )
+        fresh = _buffer(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
 
         if loop_in_c:
             ln_buffers = None
@@ -401,7 +396,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         if v.last is None:
             grads.out = grad_out  # grad_h_n is added at the last step
         else:
-            grads.out = memory.empty_like(grad_out).copy_(grad_out)
+            grads.out = grad_out.clone(memory_format=torch.contiguous_format)
             rows = torch.arange(grad_out.shape[1], device=v.last.device)
             grads.out.index_put_((v.last, rows), grad_h_n, accumulate=True)
 
@@ -423,6 +418,10 @@ class FusedLSTMLayer(torch.autograd.Function):
             grad_ln_ih_bias,
             None,
         )
+
+
+def _buffer(like: Tensor, *shape: int, zero: bool = False) -> Tensor:
+    return like.new_zeros(shape) if zero else like.new_empty(shape)
 
 
 def _native_for(xp: Tensor, simple: bool) -> Kernels | None:
@@ -453,7 +452,7 @@ def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -
     with full batches every row is written, so no zero fill is needed."""
 
     def new(t: Tensor) -> Tensor:
-        return memory.empty_like(t, zero=batch_sizes is not None)
+        return torch.zeros_like(t) if batch_sizes is not None else torch.empty_like(t)
 
     return SimpleNamespace(
         pre=new(v.acts),  # d loss / d pre-activations (= d xp), internal order
@@ -493,7 +492,11 @@ def _backward_native(native: Kernels, v, grads, batch_sizes, loop_in_c: bool) ->
         ln_buffers = None
         if ln:
             if v.ln_ih is not None:  # the input layer norm ran in the loop: so does its backward
-                b.input = memory.empty_like(v.acts, zero=batch_sizes is not None)
+                b.input = (
+                    torch.zeros_like(v.acts)
+                    if batch_sizes is not None
+                    else torch.empty_like(v.acts)
+                )
             ln_buffers = SimpleNamespace(
                 ln_hh=v.ln_hh, cell_weight=v.ln_cell_weight, rec_pre_ln=v.rec_pre_ln,
                 rec_stats=v.rec_stats, cell_stats=v.cell_stats, d_rec=b.rec, d_cn=b.cell_norm,
