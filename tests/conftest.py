@@ -8,6 +8,16 @@ from hydra.core.global_hydra import GlobalHydra
 from run_helpers import compose_config
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _native_kernels_first():
+    """Load lstmkit's native kernels before any test loads scikit-learn (aeon's datasets do):
+    kernels that load beside a second OpenMP runtime keep their loops on one thread, and the
+    row-parallel tests would skip instead of checking the path that runs by default."""
+    from lstmkit.nn import native
+
+    native.kernels()
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     """``cfg_factory(*overrides, name="train")`` -> a shrunk composed config in tmp_path."""

@@ -42,8 +42,11 @@ def test_every_model_and_encoder_config_instantiates(cfg_factory, model, encoder
     cfg = cfg_factory(f"model={model}", f"model/encoder={encoder}")
     sizes = {"input_size": 3}
     sizes.update({"num_classes": 4} if model == "classifier" else {"output_size": 2, "horizon": 3})
+    lengths = torch.tensor([5, 2])
+    if model == "autoregressive":  # window 2 + horizon 3, the targets in channels 0 and 1
+        sizes["target_channels"], lengths = [0, 1], torch.tensor([5, 5])
     task = instantiate(cfg.model, **sizes)
-    out = task(torch.randn(2, 5, 3), torch.tensor([5, 2]))
+    out = task(torch.randn(2, 5, 3), lengths)
     assert out.shape == ((2, 4) if model == "classifier" else (2, 3, 2))
 
 

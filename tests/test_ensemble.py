@@ -131,5 +131,13 @@ def test_train_ensemble_trains_one_run_per_seed(cfg_factory, tmp_path):
     assert len(stored["test/pred"]) == len(stored["test/target"]) > 0
     lines = summary_lines(result)
     assert lines[0] == "Ensemble of 2 seeds, forecasts averaged in value space"
-    assert lines[1].split() == ["member", "val/mape", "test/mape"]
+    # data=sine forecasts several steps: the last step's MAPE has its own columns
+    assert lines[1].split() == [
+        "member",
+        "val/mape",
+        "val/mape_last",
+        "test/mape",
+        "test/mape_last",
+    ]
+    assert result["test/member_mape_last"][0] != result["test/member_mape"][0]
     assert lines[2].split()[:2] == ["seed", "42"] and lines[-1].split()[0] == "ensemble"

@@ -105,28 +105,44 @@ def predict_split(model: Any, datamodule: Any, split: str = "test") -> dict[str,
     return {key: torch.cat(values) for key, values in outputs.items()}
 
 
+def last_step(values: Any) -> Any:
+    """The last horizon step of forecasts ``(N, H, O)`` -> ``(N, O)`` (each forecast at its
+    full lead time; what ``mape_last`` scores)."""
+    return values[:, -1]
+
+
 def ensemble_figures(
     models: Sequence[Any],
     datamodule: Any,
     splits: Sequence[str] = ("val", "test"),
     space: str = DEFAULT_SPACE,
 ) -> dict[str, Any]:
-    """Each member's and the ensemble's MAPE on each split.
+    """Each member's and the ensemble's MAPE on each split the data has (no ``val`` with
+    ``val_fraction=0``).
 
     Returns:
         ``{"<split>/mape": ensemble, "<split>/member_mape": [one per model],
-        "<split>/pred": ensemble forecasts, "<split>/target": truth}`` for every split.
+        "<split>/pred": ensemble forecasts, "<split>/target": truth}`` for every split; for
+        multi-step forecasts ``(N, H, O)`` also ``"<split>/mape_last"`` and
+        ``"<split>/member_mape_last"``, of the last horizon step alone.
     """
     if not models:
         raise ValueError("ensemble_figures: no models")
     datamodule.setup("test")
     figures: dict[str, Any] = {}
     for split in splits:
+        if split not in getattr(datamodule, "splits", {split: None}):
+            continue
         outs = [predict_split(model, datamodule, split) for model in models]
         target = outs[0]["target"]
         pred = average_forecasts([o["pred"] for o in outs], space)
         figures[f"{split}/mape"] = mape(pred, target)
         figures[f"{split}/member_mape"] = [mape(o["pred"], target) for o in outs]
+        if pred.dim() == 3 and pred.shape[1] > 1:
+            figures[f"{split}/mape_last"] = mape(last_step(pred), last_step(target))
+            figures[f"{split}/member_mape_last"] = [
+                mape(last_step(o["pred"]), last_step(target)) for o in outs
+            ]
         figures[f"{split}/pred"] = pred
         figures[f"{split}/target"] = target
     return figures
@@ -194,13 +210,13 @@ def train_ensemble(
     pred, target = figures["test/pred"], figures["test/target"]
     rmse = float(((pred - target) ** 2).double().mean().sqrt())
     epochs = [_epochs(Path(m["best_model_path"]).parents[1]) for m in members]
+    scores = {
+        k: v for k, v in figures.items() if "mape" in k
+    }  # {val,test}/[member_]mape[_last]: the splits and steps the data has
     summary = {
         "seeds": seeds,
         "space": space,
-        "val/mape": figures["val/mape"],
-        "val/member_mape": figures["val/member_mape"],
-        "test/mape": figures["test/mape"],
-        "test/member_mape": figures["test/member_mape"],
+        **scores,
         "test/rmse": rmse,
         "epochs": epochs,
         "member_dirs": [str(run_dir / f"seed_{s}") for s in seeds],
@@ -228,12 +244,12 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     lines = [
         f"Ensemble of {len(result['seeds'])} seeds, forecasts averaged in {result['space']} space"
     ]
-    lines.append(f"  {'member':<10} {'val/mape':>10} {'test/mape':>10}")
-    for seed, val, test in zip(
-        result["seeds"], result["val/member_mape"], result["test/member_mape"], strict=True
-    ):
-        lines.append(f"  seed {seed:<5} {val:>10.2%} {test:>10.2%}")
-    lines.append(f"  {'ensemble':<10} {result['val/mape']:>10.2%} {result['test/mape']:>10.2%}")
+    keys = [k for k in ("val/mape", "val/mape_last", "test/mape", "test/mape_last") if k in result]
+    lines.append(f"  {'member':<10}" + "".join(f" {k:>14}" for k in keys))
+    for i, seed in enumerate(result["seeds"]):
+        members = [result[k.replace("/", "/member_")][i] for k in keys]
+        lines.append(f"  seed {seed:<5}" + "".join(f" {m:>14.2%}" for m in members))
+    lines.append(f"  {'ensemble':<10}" + "".join(f" {result[k]:>14.2%}" for k in keys))
     return lines
 
 

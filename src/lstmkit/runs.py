@@ -91,6 +91,29 @@ def check_fit(kind: str, datamodule: LightningDataModule, model_name: str, data_
         )
 
 
+def check_forecast_rows(target: str, datamodule: LightningDataModule, data_name: str) -> None:
+    """An autoregressive forecaster reads the forecast rows' covariates, which only data with
+    ``future_covariates=true`` gives; any other task would read those rows as the past."""
+    from hydra.utils import get_class
+
+    from lstmkit.tasks import AutoregressiveForecaster
+
+    feeds_back = issubclass(get_class(target), AutoregressiveForecaster)
+    future = bool(getattr(datamodule, "future_covariates", False))
+    if feeds_back and not future:
+        raise ConfigError(
+            f"model=autoregressive needs each window's forecast rows (their covariates), "
+            f"which data={data_name} gives with data.future_covariates=true: set it (a "
+            "time-series datamodule: csv, airline)"
+        )
+    if future and not feeds_back:
+        raise ConfigError(
+            "data.future_covariates=true appends the forecast rows to every window, which "
+            "only model=autoregressive reads: choose model=autoregressive, or set "
+            "data.future_covariates=false"
+        )
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
     return instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 

@@ -63,6 +63,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate_checked(cfg.data, "data")
     kind = runs.task_kind(cfg.model._target_)
     runs.check_fit(kind, datamodule, _choice("model"), _choice("data"))
+    runs.check_forecast_rows(cfg.model._target_, datamodule, _choice("data"))
     data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
     log.info("Instantiating model <%s> with %s from the data", cfg.model._target_, data_kwargs)
     model = instantiate_checked(cfg.model, "model", **data_kwargs)

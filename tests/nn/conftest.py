@@ -29,3 +29,25 @@ def _seed_and_single_thread():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def rebuilt_kernels():
+    """For a test that rebuilds the native kernels under other settings (``cache_clear``):
+    afterwards the process's kernels are built again as they were at first load — with their
+    row-parallel loops if they had them then. Rebuilt plainly, they would lose those loops
+    whenever a data test has put scikit-learn's OpenMP runtime into the process since, and the
+    row-parallel tests that follow would skip. Request it before ``monkeypatch`` so that it
+    rebuilds after the patched settings are undone."""
+    from lstmkit.nn import native
+
+    first = native.kernels()
+    parallel = first is not None and first.parallel
+    yield
+    native.kernels.cache_clear()
+    one_runtime = native._one_openmp_runtime
+    native._one_openmp_runtime = lambda: parallel
+    try:
+        native.kernels()
+    finally:
+        native._one_openmp_runtime = one_runtime

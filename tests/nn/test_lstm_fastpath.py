@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -134,7 +136,12 @@ def test_native_time_loop_binds_torch_blas_on_x86_64():
             torch.testing.assert_close(kernels.blas_matmul(a, w, packed), a @ w.t())
     float32 = kernels.blas(torch.float32)
     if platform.system() == "Linux":
-        assert kernels.parallel  # built with OpenMP, on torch's own libgomp
+        # built with OpenMP, on torch's own libgomp; asked in a fresh process, as this one may
+        # hold a second OpenMP runtime by now (scikit-learn's, loaded by aeon in a data test),
+        # which turns the parallel loops off
+        probe = "from lstmkit.nn import native; print(native.kernels().parallel)"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert out.stdout.strip() == "True", out.stderr
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         assert float32.panel is not None  # lstmkit's own GEMM, row-parallel
     else:
@@ -148,7 +155,9 @@ def test_native_kernels_leave_denormals_alone():
     assert tiny.item() != 0.0 and (tiny * 2).item() != 0.0
 
 
-def test_native_kernels_fall_back_without_a_compiler(monkeypatch, tmp_path, caplog):
+def test_native_kernels_fall_back_without_a_compiler(
+    rebuilt_kernels, monkeypatch, tmp_path, caplog
+):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("LSTMKIT_CACHE_DIR", str(tmp_path))
     native.kernels.cache_clear()
@@ -324,7 +333,7 @@ def test_inference_forward_equals_the_training_forward(options, lengths):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
 
 
-def test_own_gemm_built_for_avx2_equals_torch(monkeypatch, tmp_path):
+def test_own_gemm_built_for_avx2_equals_torch(rebuilt_kernels, monkeypatch, tmp_path):
     """The same source built for AVX2 (8-float vectors, 6-row blocks, 16-column panels) where this
     CPU also runs AVX-512: both GEMMs against torch, partial panels and row blocks included."""
     if platform.machine() != "x86_64" or torch.backends.cpu.get_cpu_capability() != "AVX512":

@@ -135,7 +135,12 @@ class SequenceDataModule(LightningDataModule, ABC):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation batches; ``[]`` (Lightning then skips validation) when the data has
+        no validation split (``val_fraction=0``)."""
+        self.setup()
+        if "val" not in self.splits:
+            return []
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

@@ -190,7 +190,7 @@ class FileDataModule(SequenceDataModule):
         if self.splits:
             return
         self.prepare_splits()
-        sizes = "/".join(str(len(self.splits[s])) for s in ("train", "val", "test"))
+        sizes = "/".join(str(len(self.splits.get(s, ()))) for s in ("train", "val", "test"))
         log.info("%s: %s train/val/test samples", type(self).__name__, sizes)
 
     def state_dict(self) -> dict[str, Any]:

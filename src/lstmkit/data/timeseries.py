@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from lstmkit._errors import DataFileError
-from lstmkit._validation import check_int
+from lstmkit._validation import check_choice, check_float, check_int
 from lstmkit.data.base import SequenceDataset
 from lstmkit.data.filebase import (
     Encoded,
@@ -37,6 +37,11 @@ from lstmkit.data.filebase import (
 )
 from lstmkit.data.files import numeric_values, read_table
 from lstmkit.data.missing import first_missing, mask_missing
+
+#: ``scaler=`` choices: standardise, or map the training rows' range to 0..1.
+SCALERS = ("standard", "minmax")
+#: ``calendar=`` channels made from the time column.
+CALENDAR = ("month", "year")
 
 
 class WindowDataset(SequenceDataset):
@@ -48,9 +53,14 @@ class WindowDataset(SequenceDataset):
         window, horizon: input and target steps.
         starts: ``(M,)`` window starts, or ``(first, stride, count)`` for evenly spaced ones
             (nothing stored per window).
+        future_blank: with known future covariates, the number of leading input channels
+            (the targets) to blank in the ``horizon`` rows after the window; None: the inputs
+            stop at the window.
 
-    Batches: ``x`` ``(B, window, C)``, ``y`` ``(B, O)`` if ``horizon == 1`` else
-    ``(B, horizon, O)``, ``lengths`` ``(B,)`` all ``window``.
+    Batches: ``x`` ``(B, window, C)`` — or ``(B, window + horizon, C)`` with ``future_blank``:
+    the horizon rows carry the covariates known in advance and zeros in the target channels
+    (their values are what is forecast) — ``y`` ``(B, O)`` if ``horizon == 1`` else
+    ``(B, horizon, O)``, ``lengths`` ``(B,)`` all ``x.shape[1]``.
     """
 
     def __init__(
@@ -60,14 +70,17 @@ class WindowDataset(SequenceDataset):
         window: int,
         horizon: int,
         starts: Tensor | tuple[int, int, int],
+        future_blank: int | None = None,
     ) -> None:
         self.window, self.horizon, self.per_step = window, horizon, False
         self.inputs, self.targets_series = inputs, targets
-        self.x = inputs.unfold(0, window, 1)  # (N - W + 1, C, W): a view, no copy
+        self.future_blank = future_blank
+        self.steps = window + (horizon if future_blank is not None else 0)  # input rows
+        self.x = inputs.unfold(0, self.steps, 1)  # (N - S + 1, C, S): a view, no copy
         self.y = targets.unfold(0, horizon, 1)  # (N - H + 1, O, H): a view, no copy
         self.starts = starts
         count = len(starts) if isinstance(starts, Tensor) else starts[2]
-        self.lengths = torch.tensor(window).expand(count)  # (M,) a stride-0 view: no memory
+        self.lengths = torch.tensor(self.steps).expand(count)  # (M,) a stride-0 view: no memory
 
     def __len__(self) -> int:
         return len(self.starts) if isinstance(self.starts, Tensor) else self.starts[2]
@@ -85,11 +98,14 @@ class WindowDataset(SequenceDataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         start = self.start_of(idx)  # (B,)
-        x = self.x[start].transpose(1, 2)  # (B, C, W) -> (B, W, C)
+        x = self.x[start].transpose(1, 2)  # (B, C, S) -> (B, S, C)
+        if self.future_blank is not None:  # the forecast rows' targets are unknown: zeros
+            x = x.clone()
+            x[:, self.window :, : self.future_blank] = 0.0
         y = self.y[start + self.window].transpose(1, 2)  # (B, O, H) -> (B, H, O)
         if self.horizon == 1:
             y = y[:, 0]  # (B, O)
-        return x, y, torch.full((len(idx),), self.window, dtype=torch.long)
+        return x, y, torch.full((len(idx),), self.steps, dtype=torch.long)
 
     def all_targets(self) -> Tensor:
         """Every window's targets ``(M, H, O)`` (materialised: for baselines and tests)."""
@@ -131,8 +147,19 @@ class TimeSeriesDataModule(FileDataModule):
         include_target: whether past target values are inputs.
         log_target: model the natural log of the target columns (every value must be > 0);
             predictions and metrics stay in original units.
-        **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
-            augmentation (see :class:`FileDataModule`).
+        scaler: ``"standard"`` (mean 0, std 1) or ``"minmax"`` (0..1), fitted on the
+            training rows, for the target and feature columns.
+        calendar: input channels made from the ``time`` column (parsed as dates), after the
+            features and never rescaled: ``"month"`` (12 one-hot channels) and ``"year"``
+            (years since the first row's year, divided by ``calendar_year_span``).
+        calendar_year_span: the ``"year"`` channel's unit in years.
+        future_covariates: the covariates (``features`` and ``calendar``) of the ``horizon``
+            forecast rows are known in advance (a calendar, a planned price): each window's
+            inputs then run ``window + horizon`` rows, with zeros in the target channels of
+            the forecast rows (with no covariates they hold only those zeros). What
+            :class:`lstmkit.tasks.AutoregressiveForecaster` reads.
+        **kwargs: split fractions (``val_fraction=0``: no validation split), ``batch_size``,
+            ``seed``, ``missing``, ``impute``, augmentation (see :class:`FileDataModule`).
     """
 
     def __init__(
@@ -145,6 +172,10 @@ class TimeSeriesDataModule(FileDataModule):
         stride: int = 1,
         include_target: bool = True,
         log_target: bool = False,
+        scaler: str = "standard",
+        calendar: Sequence[str] | None = None,
+        calendar_year_span: float = 100.0,
+        future_covariates: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -164,6 +195,25 @@ class TimeSeriesDataModule(FileDataModule):
         dup = set(self.targets) & set(self.features)
         if dup and self.include_target:
             raise ValueError(f"features={self.features}: {sorted(dup)} already inputs as targets")
+        self.scaler = check_choice("scaler", scaler, SCALERS)
+        self.calendar = [str(c) for c in calendar or []]
+        for name in self.calendar:
+            check_choice("calendar", name, CALENDAR)
+        if self.calendar and not time:
+            raise ValueError(
+                f"calendar={self.calendar} is made from the time column, but time=None: name "
+                "the column holding the dates (data.time)"
+            )
+        self.calendar_year_span = check_float("calendar_year_span", calendar_year_span, low=0.0)
+        if self.calendar_year_span == 0:
+            raise ValueError("calendar_year_span=0: the year channel's unit must be > 0 years")
+        self.future_covariates = bool(future_covariates)
+        masked = kwargs.get("missing", "error") == "mask"
+        if self.future_covariates and (not self.include_target or masked):
+            raise ValueError(
+                "future_covariates=True feeds past targets back as inputs: it needs "
+                "include_target=true and missing=error or drop"
+            )
 
     # ----------------------------------------------------------------- reading
     @abstractmethod
@@ -172,7 +222,37 @@ class TimeSeriesDataModule(FileDataModule):
 
     @property
     def input_columns(self) -> list[str]:
+        """The file's columns that are inputs (targets first, then features)."""
         return (self.targets if self.include_target else []) + self.features
+
+    @property
+    def calendar_columns(self) -> list[str]:
+        """Names of the calendar channels, which follow the input columns."""
+        names: list[str] = []
+        for name in self.calendar:
+            names += [f"month_{m:02d}" for m in range(1, 13)] if name == "month" else ["year"]
+        return names
+
+    def _calendar(self, time: Any, source: str) -> np.ndarray:
+        """The calendar channels ``(N, K)`` of the time values ``(N,)``."""
+        import pandas as pd
+
+        try:
+            dates = pd.DatetimeIndex(pd.to_datetime(time))
+        except (ValueError, TypeError) as err:
+            raise DataFileError(
+                source,
+                f"calendar={self.calendar} needs dates in the time column {self.time!r}, but "
+                f"it holds values that are not: {err}",
+            ) from err
+        columns = []
+        for name in self.calendar:
+            if name == "month":
+                columns.append(np.eye(12, dtype=np.float32)[dates.month.to_numpy() - 1])
+            else:
+                years = (dates.year - dates.year[0]).to_numpy(dtype=np.float32)
+                columns.append((years / self.calendar_year_span)[:, None])
+        return np.concatenate(columns, axis=1)
 
     @property
     def needed_columns(self) -> list[str]:
@@ -216,6 +296,10 @@ class TimeSeriesDataModule(FileDataModule):
             targets = None if targets is None else targets[keep]
         if self.missing == "mask" and targets is not None and self.include_target:
             targets = targets.copy()  # kept with its NaN: the inputs are standardised in place
+        if self.calendar:  # (targets stay a view of the new array's first columns)
+            inputs = np.concatenate([inputs, self._calendar(time, source)], axis=1)
+            if self.include_target and self.missing != "mask":
+                targets = inputs[:, :o]
         return {"inputs": inputs, "targets": targets, "rows": rows, "time": time}
 
     def _take_log(self, values: np.ndarray | None, rows: Any, source: str) -> None:
@@ -288,14 +372,20 @@ class TimeSeriesDataModule(FileDataModule):
             )
         train = slice(0, n_train)
         t = torch.from_numpy(targets[train])
+        k = len(self.calendar_columns)  # calendar channels: already scaled, left as they are
+        values = torch.from_numpy(inputs[train, : inputs.shape[1] - k])
+        input_center, input_scale = _fit_scaler(values, self.scaler)
+        target_center, target_scale = _fit_scaler(t, self.scaler)
         stats = {
             "kind": "timeseries",
-            "input_columns": self.input_columns,
+            "input_columns": self.input_columns + self.calendar_columns,
             "target_columns": self.targets,
-            "input_mean": _nanmean(torch.from_numpy(inputs[train])),
-            "input_std": _nanstd(torch.from_numpy(inputs[train])),
-            "target_mean": _nanmean(t),
-            "target_std": _nanstd(t),
+            "scaler": self.scaler,
+            # (x - input_mean) / input_std: the mean and std, or the minimum and the range
+            "input_mean": input_center + [0.0] * k,
+            "input_std": input_scale + [1.0] * k,
+            "target_mean": target_center,
+            "target_std": target_scale,
             "log_target": self.log_target,
         }
         self.fitted = stats
@@ -309,9 +399,13 @@ class TimeSeriesDataModule(FileDataModule):
             "val": (n_train, n_train + n_val),
             "test": (n_train + n_val, n),
         }
+        if n_val == 0:  # val_fraction=0: no validation split (train for a fixed budget)
+            del bounds["val"]
+        blank = len(self.targets) if self.future_covariates else None
         self.splits = {}
         for name, (begin, end) in bounds.items():
-            ds = WindowDataset(x, y, self.window, self.horizon, self._starts(targets, begin, end))
+            starts = self._starts(targets, begin, end)
+            ds = WindowDataset(x, y, self.window, self.horizon, starts, future_blank=blank)
             if len(ds) == 0:
                 raise DataFileError(
                     source,
@@ -329,7 +423,7 @@ class TimeSeriesDataModule(FileDataModule):
 
     @property
     def input_kwargs(self) -> dict[str, int]:
-        c = len(self.input_columns)
+        c = len(self.input_columns) + len(self.calendar_columns)
         return {"input_size": 2 * c if self.missing == "mask" else c}
 
     def target_kwargs(self) -> dict[str, Any]:
@@ -353,7 +447,8 @@ class TimeSeriesDataModule(FileDataModule):
         }
 
     def augment_kwargs(self) -> dict[str, Any]:
-        return {**super().augment_kwargs(), "value_channels": len(self.input_columns)}
+        channels = len(self.input_columns) + len(self.calendar_columns)
+        return {**super().augment_kwargs(), "value_channels": channels}
 
     def encode_file(self, path: str) -> Encoded:
         """Every window of a new file (stride 1), including the last one whose forecast lies
@@ -361,6 +456,13 @@ class TimeSeriesDataModule(FileDataModule):
         import pandas as pd
 
         stats = self.require_fitted()
+        if self.future_covariates:
+            raise ValueError(
+                "lstmkit-predict cannot forecast with data.future_covariates=true yet: the "
+                "forecast rows' covariates would have to come from outside the file. Load the "
+                "checkpoint in Python and call the model on windows of window + horizon rows "
+                "(see lstmkit.tasks.AutoregressiveForecaster)"
+            )
         has_targets = self.include_target or _has_columns(path, self.targets)
         columns = (
             self.needed_columns
@@ -413,8 +515,8 @@ class CSVDataModule(TimeSeriesDataModule):
 
     Args:
         path: the file.
-        target, features, time, window, horizon, stride, include_target, log_target: see
-            :class:`TimeSeriesDataModule`.
+        target, features, time, window, horizon, stride, include_target, log_target, scaler,
+            calendar, calendar_year_span, future_covariates: see :class:`TimeSeriesDataModule`.
         **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
             ``noise_std``, ``step_dropout`` (see :class:`FileDataModule`).
     """
@@ -430,10 +532,26 @@ class CSVDataModule(TimeSeriesDataModule):
         stride: int = 1,
         include_target: bool = True,
         log_target: bool = False,
+        scaler: str = "standard",
+        calendar: Sequence[str] | None = None,
+        calendar_year_span: float = 100.0,
+        future_covariates: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            target, features, time, window, horizon, stride, include_target, log_target, **kwargs
+            target,
+            features,
+            time,
+            window,
+            horizon,
+            stride,
+            include_target,
+            log_target,
+            scaler=scaler,
+            calendar=calendar,
+            calendar_year_span=calendar_year_span,
+            future_covariates=future_covariates,
+            **kwargs,
         )
         self._save_hparams(locals())
         self.path = str(path)
@@ -448,7 +566,9 @@ class AirlineDataModule(TimeSeriesDataModule):
 
     Columns: ``passengers`` (the target) and ``month`` (time, ``"1949-01"`` ...).
     ``log_target=True`` models log(passengers): the seasonal swings, which grow with the
-    level, then have a constant size (see :class:`TimeSeriesDataModule`).
+    level, then have a constant size. ``calendar=["month", "year"]`` adds the month (one-hot)
+    and the year as inputs, known in advance (``future_covariates=True``). See
+    :class:`TimeSeriesDataModule` for every argument.
     """
 
     def __init__(
@@ -457,10 +577,26 @@ class AirlineDataModule(TimeSeriesDataModule):
         horizon: int = 1,
         stride: int = 1,
         log_target: bool = False,
+        scaler: str = "standard",
+        calendar: Sequence[str] | None = None,
+        calendar_year_span: float = 100.0,
+        future_covariates: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            "passengers", None, "month", window, horizon, stride, True, log_target, **kwargs
+            "passengers",
+            None,
+            "month",
+            window,
+            horizon,
+            stride,
+            True,
+            log_target,
+            scaler=scaler,
+            calendar=calendar,
+            calendar_year_span=calendar_year_span,
+            future_covariates=future_covariates,
+            **kwargs,
         )
         self._save_hparams(locals())
 
@@ -479,6 +615,19 @@ def _has_columns(path: str, columns: Sequence[str]) -> bool:
 
     available = table_columns(check_file(path))
     return all(c in available for c in columns)
+
+
+def _fit_scaler(x: Tensor, kind: str) -> tuple[list[float], list[float]]:
+    """``(center, scale)`` per column of ``x`` ``(N, C)`` (NaN ignored): the mean and std
+    (``"standard"``) or the minimum and the range (``"minmax"``); a constant column gets
+    scale 1."""
+    if kind == "standard":
+        return _nanmean(x), _nanstd(x)
+    x = x.double()
+    low = torch.where(x.isnan(), torch.inf, x).amin(0)
+    high = torch.where(x.isnan(), -torch.inf, x).amax(0)
+    span = high - low
+    return low.tolist(), torch.where(span > 1e-8, span, torch.ones_like(span)).tolist()
 
 
 def _nanmean(x: Tensor) -> list[float]:

@@ -43,6 +43,12 @@ def _check_task(model: nn.Module) -> None:
             "decoding is a data-dependent loop); export works for SequenceClassifier and "
             "SequenceRegressor"
         )
+    if getattr(model, "feeds_back_forecasts", False):
+        raise ExportError(
+            f"{type(model).__name__}: export of autoregressive forecasters is not supported "
+            "(each forecast step feeds the one before back in a loop); export works for "
+            "SequenceClassifier and SequenceRegressor"
+        )
     if not hasattr(model, "encoder") or not hasattr(model, "head"):
         raise ExportError(f"{type(model).__name__} is not an lstmkit sequence task")
     for option in ("residual", "relative_inputs"):

@@ -4,6 +4,7 @@ This layer imports ``lstmkit.nn`` and never ``lstmkit.data``: sizes known from t
 (``input_size``, ``num_classes``, target scaling) arrive as constructor arguments.
 """
 
+from lstmkit.tasks.autoregressive import AutoregressiveForecaster
 from lstmkit.tasks.base import SequenceTask
 from lstmkit.tasks.classification import SequenceClassifier
 from lstmkit.tasks.heads import POOLINGS, MLPHead, pool
@@ -13,6 +14,7 @@ from lstmkit.tasks.seq2seq import Seq2SeqLSTM
 __all__ = [
     "LOSSES",
     "POOLINGS",
+    "AutoregressiveForecaster",
     "MLPHead",
     "Seq2SeqLSTM",
     "SequenceClassifier",

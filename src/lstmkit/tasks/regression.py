@@ -22,6 +22,19 @@ from lstmkit.tasks.base import Batch, SequenceTask, plain_hparams
 LOSSES = ("mse", "mae", "huber")
 
 
+class LastStepMAPE(MeanAbsolutePercentageError):
+    """MAPE of the last of ``horizon`` forecast steps. Takes the flattened ``(B * H * O,)``
+    predictions and targets the other metrics take."""
+
+    def __init__(self, horizon: int, outputs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.horizon, self.outputs = horizon, outputs
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        shape = (-1, self.horizon, self.outputs)
+        super().update(preds.reshape(shape)[:, -1], target.reshape(shape)[:, -1])
+
+
 class SequenceRegressor(SequenceTask):
     """Predict ``output_size`` values for each of the next ``horizon`` steps from a sequence.
 
@@ -125,7 +138,11 @@ class SequenceRegressor(SequenceTask):
             target_channels, input_size, vocab_size, tbptt_steps, stateful
         )
         self.register_buffer("target_channels", channels, persistent=False)
-        self._build(out_features=self.horizon * self.output_size)
+        self._build(out_features=self.head_outputs())
+
+    def head_outputs(self) -> int:
+        """The head's output features: every horizon step's targets at once."""
+        return self.horizon * self.output_size
 
     def _check_residual(
         self,
@@ -165,15 +182,20 @@ class SequenceRegressor(SequenceTask):
         return torch.tensor(channels, dtype=torch.long)
 
     def make_metrics(self) -> MetricCollection:
-        return MetricCollection(
-            {
-                "mse": MeanSquaredError(),
-                "mae": MeanAbsoluteError(),
-                "rmse": MeanSquaredError(squared=False),
-                "r2": R2Score(),
-                "mape": MeanAbsolutePercentageError(),
-            }
-        )
+        """MSE, MAE, RMSE, R² and MAPE over every output; with ``horizon > 1`` also
+        ``mape_last``: the MAPE of the last horizon step alone (every forecast at its full
+        lead time, as a backtest with ``last_points_only`` scores it)."""
+        metrics = {
+            "mse": MeanSquaredError(),
+            "mae": MeanAbsoluteError(),
+            "rmse": MeanSquaredError(squared=False),
+            "r2": R2Score(),
+            "mape": MeanAbsolutePercentageError(),
+        }
+        if self.horizon > 1:
+            metrics["mape_last"] = LastStepMAPE(self.horizon, self.output_size)
+        # no compute groups: mape and mape_last share a state layout, not their values
+        return MetricCollection(metrics, compute_groups=False)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Standardised predictions, ``(B, O)`` or ``(B, horizon, O)``; with ``residual``
