@@ -228,7 +228,8 @@ def train_ensemble(
     if cfg.get("plots", True):
         from lstmkit import plots
 
-        plots.plot_predictions(pred, target, run_dir / "predictions.png")
+        consecutive = getattr(datamodule, "consecutive_windows", False)
+        plots.plot_predictions(pred, target, run_dir / "predictions.png", consecutive=consecutive)
     return {**summary, "members": members}
 
 

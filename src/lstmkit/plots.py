@@ -67,13 +67,27 @@ def plot_learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | Non
     return _save(fig, out)
 
 
-def plot_predictions(pred: Tensor, target: Tensor, out: str | Path, max_points: int = 2000) -> Path:
+def plot_predictions(
+    pred: Tensor,
+    target: Tensor,
+    out: str | Path,
+    max_points: int = 2000,
+    consecutive: bool = False,
+) -> Path:
     """Predictions against targets (original units), one point per predicted value; with a
-    horizon ``(N, H, O)``, also a few forecasts drawn against the truth."""
+    horizon ``(N, H, O)``, also a few forecasts drawn against the truth.
+
+    ``consecutive=True`` says window ``i + 1`` starts one step after window ``i`` (a time
+    series at stride 1): a third panel then draws the truth along the split and, at each step,
+    the forecast made ``H`` steps before it (every window's last horizon step: what
+    ``mape_last`` scores).
+    """
     p, t = pred.detach().float().cpu(), target.detach().float().cpu()
     forecasts = p.dim() == 3 and p.shape[1] > 1
-    fig = _figure(10.0 if forecasts else 5.0, 4.5)
-    axes = fig.subplots(1, 2 if forecasts else 1, squeeze=False)[0]
+    along = forecasts and consecutive
+    panels = 1 + forecasts + along
+    fig = _figure(5.0 * panels, 4.5)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
     flat_p, flat_t = p.reshape(-1)[:max_points], t.reshape(-1)[:max_points]
     axes[0].scatter(flat_t, flat_p, s=6, alpha=0.5)
     low, high = float(min(flat_t.min(), flat_p.min())), float(max(flat_t.max(), flat_p.max()))
@@ -87,6 +101,14 @@ def plot_predictions(pred: Tensor, target: Tensor, out: str | Path, max_points: 
             axes[1].plot(steps, p[i, :, 0], ls="--", color=line.get_color(), label=f"forecast {i}")
         axes[1].set(xlabel="steps ahead", title="Forecasts (channel 0)")
         axes[1].legend(fontsize="small")
+    if along:
+        horizon = p.shape[1]
+        truth = torch.cat([t[:, 0, 0], t[-1, 1:, 0]])  # every target step of the split
+        axes[2].plot(torch.arange(len(truth)), truth, color="black", lw=2, label="truth")
+        axes[2].plot(torch.arange(horizon - 1, len(truth)), p[:, -1, 0], ls="--", marker=".",
+                     label=f"forecast {horizon} steps before")  # fmt: skip
+        axes[2].set(xlabel="step of the test split", title="Forecasts along the split (channel 0)")
+        axes[2].legend(fontsize="small")
     return _save(fig, out)
 
 

@@ -164,7 +164,12 @@ def make_plots(
     real_valued = kind == "seq2seq" and "pred" in out and out["pred"].is_floating_point()
     if "target" in out and (kind == "regression" or real_valued):
         saved.append(
-            plots.plot_predictions(out["pred"], out["target"], output_dir / "predictions.png")
+            plots.plot_predictions(
+                out["pred"],
+                out["target"],
+                output_dir / "predictions.png",
+                consecutive=getattr(datamodule, "consecutive_windows", False),
+            )
         )
     elif "target" in out and kind == "seq2seq" and out["pred"].dim() == 2:
         saved.append(

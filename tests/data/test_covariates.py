@@ -130,3 +130,15 @@ def test_predict_refuses_future_covariates_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="future_covariates=true"):
         dm.encode_file(path)
     assert torch.is_tensor(dm.splits["train"].inputs)
+
+
+def test_consecutive_windows_line_up_their_forecasts_along_the_split(tmp_path):
+    from lstmkit import plots
+
+    path, *_ = _monthly(tmp_path)
+    kwargs = {"target": "y", "window": 4, "horizon": 3, "val_fraction": 0.0}
+    assert CSVDataModule(path, **kwargs).consecutive_windows
+    assert not CSVDataModule(path, stride=2, **kwargs).consecutive_windows
+    truth = torch.arange(10.0).view(-1, 1, 1) + torch.arange(3.0).view(1, -1, 1)  # (10, 3, 1)
+    out = plots.plot_predictions(truth + 0.5, truth, tmp_path / "p.png", consecutive=True)
+    assert out.is_file() and out.stat().st_size > 0

@@ -422,6 +422,13 @@ class TimeSeriesDataModule(FileDataModule):
         self._baseline = regression_baseline(baseline_mean, test_targets)
 
     @property
+    def consecutive_windows(self) -> bool:
+        """Whether each test window starts one step after the one before (stride 1, none left
+        out for a missing target): the windows' forecasts then line up along the split."""
+        self.setup()
+        return self.stride == 1 and not isinstance(self.splits["test"].starts, Tensor)
+
+    @property
     def input_kwargs(self) -> dict[str, int]:
         c = len(self.input_columns) + len(self.calendar_columns)
         return {"input_size": 2 * c if self.missing == "mask" else c}
