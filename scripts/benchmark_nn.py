@@ -40,6 +40,9 @@ CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
     # the fused path with its per-step elementwise work in torch ops instead of the C kernels
     "custom-torchops": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm-torchops": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
+    # the backward's temporaries in fresh memory every call (fused.REUSE_WORKSPACE off)
+    "custom-fresh": lambda *a, **k: CustomLSTM(*a, **k),
+    "custom-layernorm-fresh": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
     # autograd through the readable cell: the baseline the fused path replaces
     "custom-reference": lambda *a, **k: CustomLSTM(*a, implementation="reference", **k),
 }
@@ -103,6 +106,7 @@ def bench_shape(
             fused.USE_NATIVE = not name.endswith("-torchops")
             fused.USE_NATIVE_LOOP = not name.endswith(("-torchops", "-steploop"))
             native.USE_OWN_GEMM = not name.endswith("-mkl")
+            fused.REUSE_WORKSPACE = not name.endswith("-fresh")
             t_fwd = _timed(lambda m=model: forward(m), device)
             model.zero_grad(set_to_none=True)
             t_both = _timed(lambda m=model: forward_backward(m), device)

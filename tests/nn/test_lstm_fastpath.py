@@ -355,3 +355,31 @@ def test_own_gemm_built_for_avx2_equals_torch(rebuilt_kernels, monkeypatch, tmp_
             torch.testing.assert_close(kernels.weight_grad(d, h), d.t() @ h, rtol=1e-4, atol=1e-4)
     finally:
         native.kernels.cache_clear()
+
+
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
+def test_kept_workspace_gives_the_numbers_of_fresh_buffers(monkeypatch, lengths):
+    """The backward's temporaries are reused between calls: a larger call, then a smaller one
+    with variable lengths (stale rows must read as zeros), equal fresh buffers bit for bit."""
+    torch.manual_seed(0)
+    model = CustomLSTM(4, 6, layer_norm=True, proj_size=3)
+    big = torch.randn(9, 5, 4)
+    x = torch.randn(6, 3, 4, requires_grad=True)
+
+    def grads():
+        out, (h, c) = model(x, lengths=lengths)
+        loss = out.sum() + (h * h).sum() + (c * c).sum()
+        return torch.autograd.grad(loss, [x, *model.parameters()])
+
+    fused.release_workspace()
+    model(big)[0].sum().backward()  # leaves larger buffers, full of other numbers
+    model.zero_grad()
+    kept = grads()
+    buffers = dict(fused._WORKSPACE.buffers)
+    assert buffers and all(b.numel() >= 9 * 5 * 3 for b in buffers.values())
+    monkeypatch.setattr(fused, "REUSE_WORKSPACE", False)
+    fresh = grads()
+    for a, b in zip(kept, fresh, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    fused.release_workspace()
+    assert not hasattr(fused._WORKSPACE, "buffers")

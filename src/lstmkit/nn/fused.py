@@ -37,6 +37,7 @@ variant, and native equal to torch ops.
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import torch
@@ -64,6 +65,11 @@ USE_NATIVE_LOOP = True
 # step (~10 us each way). lstmkit's own GEMM (float32) is faster than both at
 # every LSTM shape measured (scripts/benchmark_gemm.py), so with it the C loop always runs.
 NATIVE_LOOP_MAX_MACS = 1 << 22
+# The backward's temporaries (gradients it reduces into weight gradients before it returns)
+# come from buffers kept between calls on CPU: fresh memory page-faults on first touch (~1.2 us
+# per 4 KiB here), which measured a fifth of a layer-norm LSTM's forward+backward at
+# (32, 100, 1, 128). Costs one buffer per kind of temporary, the size of the largest call.
+REUSE_WORKSPACE = True
 
 SAVED = [
     "h0",
@@ -449,20 +455,52 @@ def _sizes_tensor(batch_sizes: list[int] | None) -> Tensor | None:
 
 def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
     """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
-    with full batches every row is written, so no zero fill is needed."""
+    with full batches every row is written, so no zero fill is needed. The ones the backward
+    only reduces (never returns) are workspace (see `REUSE_WORKSPACE`); ``pre`` is returned as
+    ``xp``'s gradient unless an input layer norm stands between them."""
+    zero = batch_sizes is not None
 
     def new(t: Tensor) -> Tensor:
-        return torch.zeros_like(t) if batch_sizes is not None else torch.empty_like(t)
+        return torch.zeros_like(t) if zero else torch.empty_like(t)
+
+    def scratch(t: Tensor, name: str) -> Tensor:
+        return _workspace(t, name, zero) if REUSE_WORKSPACE and t.device.type == "cpu" else new(t)
 
     return SimpleNamespace(
-        pre=new(v.acts),  # d loss / d pre-activations (= d xp), internal order
-        rec=new(v.rec_pre_ln) if v.ln_hh is not None else None,  # before the recurrent LN
-        proj_in=new(v.out) if v.weight_hr is not None else None,  # d loss / d projection output
-        cell_norm=new(v.cells) if v.ln_cell_weight is not None else None,  # after the cell LN
+        # d loss / d pre-activations (= d xp), internal order
+        pre=new(v.acts) if v.ln_ih is None else scratch(v.acts, "pre"),
+        # before the recurrent LN
+        rec=scratch(v.rec_pre_ln, "rec") if v.ln_hh is not None else None,
+        proj_in=scratch(v.out, "proj_in") if v.weight_hr is not None else None,  # d / d r_t
+        # after the cell LN
+        cell_norm=scratch(v.cells, "cell_norm") if v.ln_cell_weight is not None else None,
         carry_c=grads.c_n.clone(memory_format=torch.contiguous_format),
         carry_h=grads.h_n if v.last is None else None,  # flows into the last step
         input=None,  # d loss / d xp before the input layer norm, where the C loop computes it
     )
+
+
+_WORKSPACE = threading.local()
+
+
+def _workspace(like: Tensor, name: str, zero: bool) -> Tensor:
+    """A buffer shaped like ``like`` that is kept for the next call: one per ``name``, thread,
+    device and dtype, grown to the largest size asked for. Valid until the next call asks for
+    the same name (a backward takes and drops its own before it returns)."""
+    buffers = _WORKSPACE.__dict__.setdefault("buffers", {})
+    key = (name, like.device, like.dtype)
+    count = like.numel()
+    flat = buffers.get(key)
+    if flat is None or flat.numel() < count:
+        flat = buffers[key] = like.new_empty(count)
+    out = flat[:count].view(like.shape)
+    return out.zero_() if zero else out
+
+
+def release_workspace() -> None:
+    """Free this thread's kept backward buffers (see `REUSE_WORKSPACE`), e.g. after training
+    a large model in a process that goes on to other work."""
+    _WORKSPACE.__dict__.pop("buffers", None)
 
 
 def _step_grad_h(grad_t: Tensor, carry_h: Tensor | None, n: int) -> tuple[Tensor, Tensor | None]:
