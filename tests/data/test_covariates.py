@@ -142,3 +142,15 @@ def test_consecutive_windows_line_up_their_forecasts_along_the_split(tmp_path):
     truth = torch.arange(10.0).view(-1, 1, 1) + torch.arange(3.0).view(1, -1, 1)  # (10, 3, 1)
     out = plots.plot_predictions(truth + 0.5, truth, tmp_path / "p.png", consecutive=True)
     assert out.is_file() and out.stat().st_size > 0
+
+
+def test_a_new_files_years_count_from_the_training_series_first_year(tmp_path):
+    path, y, dates = _monthly(tmp_path, n=40)  # 2001-11 .. 2005-02
+    dm = CSVDataModule(path, target="y", time="date", window=4, calendar=["year"],
+                       calendar_year_span=10.0, val_fraction=0.0)  # fmt: skip
+    dm.setup()
+    assert dm.fitted["calendar_year0"] == 2001
+    later = _write(tmp_path / "later.csv", y[26:], dates[26:])  # starts 2004-01
+    encoded = dm.encode_file(later)
+    x, _, _ = encoded.dataset.__getitems__([0])
+    assert x[0, :, 1].tolist() == pytest.approx([0.3] * 4)  # (2004 - 2001) / 10, not 0

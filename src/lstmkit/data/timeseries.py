@@ -233,8 +233,10 @@ class TimeSeriesDataModule(FileDataModule):
             names += [f"month_{m:02d}" for m in range(1, 13)] if name == "month" else ["year"]
         return names
 
-    def _calendar(self, time: Any, source: str) -> np.ndarray:
-        """The calendar channels ``(N, K)`` of the time values ``(N,)``."""
+    def _calendar(self, time: Any, source: str, year0: int | None) -> tuple[np.ndarray, int]:
+        """The calendar channels ``(N, K)`` of the time values ``(N,)``, and the year the
+        ``"year"`` channel counts from: ``year0`` (the training series', for a new file) or
+        else the first row's."""
         import pandas as pd
 
         try:
@@ -245,25 +247,30 @@ class TimeSeriesDataModule(FileDataModule):
                 f"calendar={self.calendar} needs dates in the time column {self.time!r}, but "
                 f"it holds values that are not: {err}",
             ) from err
+        year0 = int(dates.year[0]) if year0 is None else int(year0)
         columns = []
         for name in self.calendar:
             if name == "month":
                 columns.append(np.eye(12, dtype=np.float32)[dates.month.to_numpy() - 1])
             else:
-                years = (dates.year - dates.year[0]).to_numpy(dtype=np.float32)
+                years = (dates.year - year0).to_numpy(dtype=np.float32)
                 columns.append((years / self.calendar_year_span)[:, None])
-        return np.concatenate(columns, axis=1)
+        return np.concatenate(columns, axis=1), year0
 
     @property
     def needed_columns(self) -> list[str]:
         cols = list(dict.fromkeys(self.targets + self.features))
         return [*cols, self.time] if self.time else cols
 
-    def _arrays(self, frame: Any, source: str, *, need_targets: bool = True) -> dict[str, Any]:
+    def _arrays(
+        self, frame: Any, source: str, *, need_targets: bool = True, year0: int | None = None
+    ) -> dict[str, Any]:
         """Sort by time, check numbers and missing values; ``{"inputs", "targets", "rows",
         "time"}``: float32 ``(N, C)`` and ``(N, O)`` arrays (the targets a view of the inputs'
         first columns when they are inputs; None when not needed), the file's row labels (a
-        pandas Index, lazy for unsorted files) and the time values (or None)."""
+        pandas Index, lazy for unsorted files) and the time values (or None); and
+        ``"calendar_year0"``, the year the calendar's year channel counts from (``year0`` when
+        given, else the first row's; None without that channel)."""
         if self.time:
             frame = frame.sort_values(self.time, kind="stable")
         rows = frame.index  # the file's own row numbers, in time order
@@ -297,10 +304,12 @@ class TimeSeriesDataModule(FileDataModule):
         if self.missing == "mask" and targets is not None and self.include_target:
             targets = targets.copy()  # kept with its NaN: the inputs are standardised in place
         if self.calendar:  # (targets stay a view of the new array's first columns)
-            inputs = np.concatenate([inputs, self._calendar(time, source)], axis=1)
+            channels, year0 = self._calendar(time, source, year0)
+            inputs = np.concatenate([inputs, channels], axis=1)
             if self.include_target and self.missing != "mask":
                 targets = inputs[:, :o]
-        return {"inputs": inputs, "targets": targets, "rows": rows, "time": time}
+        arrays = {"inputs": inputs, "targets": targets, "rows": rows, "time": time}
+        return {**arrays, "calendar_year0": year0}
 
     def _take_log(self, values: np.ndarray | None, rows: Any, source: str) -> None:
         """Replace the target columns ``values`` ``(N, O)`` by their natural log, in place
@@ -387,6 +396,7 @@ class TimeSeriesDataModule(FileDataModule):
             "target_mean": target_center,
             "target_std": target_scale,
             "log_target": self.log_target,
+            "calendar_year0": arrays["calendar_year0"],  # what a new file's years count from
         }
         self.fitted = stats
         # the baseline predicts the training targets' mean in original units (read before
@@ -477,7 +487,8 @@ class TimeSeriesDataModule(FileDataModule):
             else [*self.features] + ([self.time] if self.time else [])
         )
         frame = read_table(path, columns)
-        arrays = self._arrays(frame, str(path), need_targets=has_targets)
+        year0 = stats.get("calendar_year0")
+        arrays = self._arrays(frame, str(path), need_targets=has_targets, year0=year0)
         inputs, targets = arrays["inputs"], arrays["targets"]
         n = len(inputs)
         if n < self.window:

@@ -192,8 +192,9 @@ class SequenceRegressor(SequenceTask):
             "r2": R2Score(),
             "mape": MeanAbsolutePercentageError(),
         }
-        if self.horizon > 1:
-            metrics["mape_last"] = LastStepMAPE(self.horizon, self.output_size)
+        if self.horizon == 1:
+            return MetricCollection(metrics)
+        metrics["mape_last"] = LastStepMAPE(self.horizon, self.output_size)
         # no compute groups: mape and mape_last share a state layout, not their values
         return MetricCollection(metrics, compute_groups=False)
 
