@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, native
+from lstmkit.nn import CudnnLSTM, CustomLSTM, native
+from lstmkit.nn.settings import flags
 
 DEFAULT_SHAPES = ["32,100,1,128,1", "64,256,64,256,2", "16,1000,8,128,1"]
 CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
@@ -40,7 +41,7 @@ CANDIDATES: dict[str, Callable[..., torch.nn.Module]] = {
     # the fused path with its per-step elementwise work in torch ops instead of the C kernels
     "custom-torchops": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm-torchops": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
-    # the backward's temporaries in fresh memory every call (fused.REUSE_WORKSPACE off)
+    # the backward's temporaries in fresh memory every call (settings.reuse_workspace off)
     "custom-fresh": lambda *a, **k: CustomLSTM(*a, **k),
     "custom-layernorm-fresh": lambda *a, **k: CustomLSTM(*a, layer_norm=True, **k),
     # autograd through the readable cell: the baseline the fused path replaces
@@ -103,13 +104,15 @@ def bench_shape(
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
         for name in order:
             model = models[name]
-            fused.USE_NATIVE = not name.endswith("-torchops")
-            fused.USE_NATIVE_LOOP = not name.endswith(("-torchops", "-steploop"))
-            native.USE_OWN_GEMM = not name.endswith("-mkl")
-            fused.REUSE_WORKSPACE = not name.endswith("-fresh")
-            t_fwd = _timed(lambda m=model: forward(m), device)
-            model.zero_grad(set_to_none=True)
-            t_both = _timed(lambda m=model: forward_backward(m), device)
+            with flags(
+                native=not name.endswith("-torchops"),
+                native_loop=not name.endswith(("-torchops", "-steploop")),
+                own_gemm=not name.endswith("-mkl"),
+                reuse_workspace=not name.endswith("-fresh"),
+            ):
+                t_fwd = _timed(lambda m=model: forward(m), device)
+                model.zero_grad(set_to_none=True)
+                t_both = _timed(lambda m=model: forward_backward(m), device)
             if r >= warmup:
                 times[name]["fwd"].append(t_fwd)
                 times[name]["fwd+bwd"].append(t_both)
@@ -120,10 +123,12 @@ def _native_status() -> str:
     kernels = native.kernels()
     if kernels is None:
         return "no (torch-op fallback)"
+    build = kernels.origin.split(" (")[0]
     if not kernels.supports_sequence(torch.empty(0)):
         return "yes, time loop in Python (no BLAS binding)"
     own = kernels.blas(torch.float32).panel is not None
-    return f"yes, time loop in C, {'own row-parallel GEMM' if own else 'BLAS GEMM'}"
+    gemm = "own row-parallel GEMM" if own else "BLAS GEMM"
+    return f"yes ({build}), time loop in C, {gemm}"
 
 
 def main() -> None:
@@ -166,7 +171,8 @@ def main() -> None:
     results = []
     header = f"{'device':6} {'shape (B,T,C,H,L)':22} {'candidate':26} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}"
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, native kernels: "
+        f"torch {torch.__version__}, CPU ISA {torch.backends.cpu.get_cpu_capability()}, "
+        f"{torch.get_num_threads()} threads, native kernels: "
         f"{_native_status()}"
     )
     print(header)
@@ -196,6 +202,7 @@ def main() -> None:
                 )
     meta = {
         "torch": torch.__version__,
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "machine": platform.platform(),
         "processor": platform.processor(),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 from lstm_testing import OUR_BACKENDS, make_ours
 
-from lstmkit.nn import BACKENDS, CudnnLSTM, CustomLSTM, LSTMCell, build_lstm
+from lstmkit.nn import BACKENDS, AutoLSTM, CudnnLSTM, CustomLSTM, LSTMCell, build_lstm
+from lstmkit.nn import auto as auto_module
 
 ERRORS = (ValueError, RuntimeError)
 INPUT, HIDDEN, SEQ, BATCH = 7, 6, 5, 3
@@ -171,39 +173,78 @@ def test_build_lstm_cudnn_refuses_custom_only_options(option, value):
     assert option in message and "custom" in message, message
 
 
+CUDA = SimpleNamespace(device=torch.device("cuda"))  # engine() reads only the device
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "expected"),
+    ("kwargs", "cpu", "cuda", "reason"),
     [
-        ({}, CudnnLSTM),
-        ({"num_layers": 2, "bidirectional": True, "proj_size": 2}, CudnnLSTM),
-        ({"forget_bias": 1.0, "recurrent_init": "orthogonal"}, CudnnLSTM),
-        ({"layer_norm": True}, CustomLSTM),
-        ({"peephole": True}, CustomLSTM),
-        ({"recurrent_dropout": 0.3}, CustomLSTM),
-        ({"zoneout": (0.1, 0.2)}, CustomLSTM),
-        ({"implementation": "reference"}, CustomLSTM),
+        ({}, "custom", "torch", "plain LSTM"),
+        ({"num_layers": 2, "bidirectional": True, "proj_size": 2}, "custom", "torch", "plain"),
+        ({"forget_bias": 1.0, "recurrent_init": "orthogonal"}, "custom", "torch", "plain"),
+        ({"layer_norm": True}, "custom", "custom", "layer_norm"),
+        ({"peephole": True}, "custom", "custom", "peephole"),
+        ({"recurrent_dropout": 0.3}, "custom", "custom", "recurrent_dropout"),
+        ({"zoneout": (0.1, 0.2)}, "custom", "custom", "zoneout"),
+        ({"implementation": "reference"}, "custom", "custom", "implementation"),
     ],
     ids=["plain", "torch-args", "init-options", "ln", "peephole", "rd", "zoneout", "impl"],
 )
-def test_build_lstm_auto_picks_backend(kwargs, expected, caplog):
-    with caplog.at_level(logging.DEBUG):
-        m = build_lstm("auto", input_size=3, hidden_size=4, **kwargs)
-    assert type(m) is expected
-    text = " ".join(r.getMessage() for r in caplog.records)
-    assert ("cudnn" if expected is CudnnLSTM else "custom") in text, text
-    for option in ("layer_norm", "peephole", "recurrent_dropout", "zoneout", "implementation"):
-        if option in kwargs:
-            assert option in text, text
-    # the options reach the module
-    for key, value in kwargs.items():
-        if key in ("forget_bias", "recurrent_init", "zoneout"):
-            continue
-        assert getattr(m, key) == value, key
+def test_build_lstm_auto_picks_the_engine_per_call(kwargs, cpu, cuda, reason):
+    """auto: one module; the custom fused path on CPU, cuDNN for a plain LSTM on CUDA, the
+    custom path wherever a custom-only option is set."""
+    m = build_lstm("auto", input_size=3, hidden_size=4, **kwargs)
+    assert type(m) is AutoLSTM
+    engine, why = m.engine(torch.zeros(2, 1, 3), None)
+    assert engine == cpu
+    engine, why = m.engine(CUDA, None)
+    assert engine == cuda and reason in why, why
+    for key, value in kwargs.items():  # the options reach the module
+        if key not in ("forget_bias", "recurrent_init", "zoneout"):
+            assert getattr(m, key) == value, key
 
 
-def test_build_lstm_default_backend_is_auto():
-    assert type(build_lstm(input_size=3, hidden_size=4)) is CudnnLSTM
-    assert type(build_lstm(input_size=3, hidden_size=4, layer_norm=True)) is CustomLSTM
+def test_auto_logs_each_choice_once_with_its_reason(caplog):
+    m = build_lstm("auto", input_size=3, hidden_size=4)
+    with caplog.at_level(logging.INFO, logger="lstmkit.nn.auto"):
+        auto_module._LOGGED.clear()
+        for _ in range(3):
+            m(torch.randn(5, 2, 3))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "custom path" in messages[0] and "CPU" in messages[0]
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tf", "bf"])
+def test_auto_engines_give_torch_nn_lstm_numbers(monkeypatch, lengths, batch_first):
+    """Both engines of one AutoLSTM (the custom path, and torch.nn.LSTM's code over the same
+    weights, which is what runs on CUDA) equal torch.nn.LSTM, gradients included."""
+    torch.manual_seed(0)
+    m = build_lstm("auto", input_size=3, hidden_size=4, num_layers=2, batch_first=batch_first)
+    ref = torch.nn.LSTM(3, 4, num_layers=2, batch_first=batch_first)
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(3, 5, 3) if batch_first else torch.randn(5, 3, 3)
+
+    def run(model, **kw):
+        xg = x.clone().requires_grad_(True)
+        if lengths is None:
+            out, (h, c) = model(xg, **kw)
+        else:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(
+                xg, lengths, batch_first=batch_first, enforce_sorted=False
+            )
+            out, (h, c) = model(packed)
+            out, _ = torch.nn.utils.rnn.pad_packed_sequence(
+                out, batch_first=batch_first, total_length=5
+            )
+        grads = torch.autograd.grad(out.sum() + h.sum() + c.sum(), [xg, *model.parameters()])
+        return [out, h, c, *grads]
+
+    expected = run(ref)
+    for engine in ("custom", "torch"):
+        monkeypatch.setattr(AutoLSTM, "engine", lambda self, x, lengths, e=engine: (e, "test"))
+        for a, b in zip(run(m), expected, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, native
+from lstmkit.nn.settings import settings
 
 
 def _run(model: torch.nn.Module, x: torch.Tensor, lengths=None):
@@ -25,13 +26,13 @@ def _run(model: torch.nn.Module, x: torch.Tensor, lengths=None):
 )
 @pytest.mark.parametrize("lengths", [None, [6, 2, 5]], ids=["full", "lengths"])
 def test_onednn_packed_gemm_equals_plain_matmul(monkeypatch, options, lengths):
-    if not fused.USE_ONEDNN:
+    if not fused.ONEDNN_AVAILABLE:
         pytest.skip("oneDNN is not available in this torch build")
-    monkeypatch.setattr(fused, "ONEDNN_MIN_MACS", 0)  # tiny test shapes would use torch.mm
+    monkeypatch.setattr(settings, "onednn_min_macs", 0)  # tiny test shapes would use torch.mm
     model = CustomLSTM(4, 6, **options)
     x = torch.randn(6, 3, 4, requires_grad=True)
     with_onednn = _run(model, x, lengths)
-    monkeypatch.setattr(fused, "USE_ONEDNN", False)
+    monkeypatch.setattr(settings, "onednn", False)
     without = _run(model, x, lengths)
     for a, b in zip(with_onednn, without, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -107,15 +108,15 @@ def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths, lo
     or in Python, equal torch ops."""
     if native.kernels() is None:
         pytest.skip("no C compiler here: the native kernels are not built")
-    monkeypatch.setattr(fused, "USE_NATIVE_LOOP", loop != "python-loop")
-    monkeypatch.setattr(native, "USE_OWN_GEMM", loop != "c-loop-blas")
+    monkeypatch.setattr(settings, "native_loop", loop != "python-loop")
+    monkeypatch.setattr(settings, "own_gemm", loop != "c-loop-blas")
     model = CustomLSTM(4, 6, dtype=dtype, **options)
     with torch.no_grad():  # layer-norm gains and biases away from their 1 and 0 init
         for param in model.parameters():
             param.add_(0.1 * torch.randn_like(param))
     x = torch.randn(6, 3, 4, dtype=dtype, requires_grad=True)
     with_native = _run(model, x, lengths)
-    monkeypatch.setattr(fused, "USE_NATIVE", False)
+    monkeypatch.setattr(settings, "native", False)
     without = _run(model, x, lengths)
     # float32 layer-norm gradients differ in summation order only; rstd amplifies that.
     tol = 1e-12 if dtype == torch.float64 else (1e-4 if options.get("layer_norm") else 1e-5)
@@ -159,7 +160,8 @@ def test_native_kernels_fall_back_without_a_compiler(
     rebuilt_kernels, monkeypatch, tmp_path, caplog
 ):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("LSTMKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(settings, "cache_dir", tmp_path)
+    monkeypatch.setattr(native, "INSTALLED_DIR", tmp_path / "no-installed-build")
     native.kernels.cache_clear()
     try:
         assert native.kernels() is None
@@ -177,8 +179,8 @@ def test_native_kernels_fall_back_without_a_compiler(
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_backward_leaves_the_incoming_gradients_untouched(monkeypatch, path, num_layers):
     """The backward must not write into the gradients autograd hands it (the caller's)."""
-    monkeypatch.setattr(fused, "USE_NATIVE_LOOP", path == "c-loop")
-    monkeypatch.setattr(fused, "USE_NATIVE", path != "torch-ops")
+    monkeypatch.setattr(settings, "native_loop", path == "c-loop")
+    monkeypatch.setattr(settings, "native", path != "torch-ops")
     torch.manual_seed(0)
     model = CustomLSTM(3, 5, num_layers=num_layers)
     x = torch.randn(4, 2, 3, requires_grad=True)
@@ -241,8 +243,8 @@ def test_row_parallel_time_loop_equals_torch_ops(monkeypatch, options, lengths):
     _own_gemm()
     if not native.kernels().parallel:
         pytest.skip("the kernels are built without OpenMP here")
-    monkeypatch.setattr(native, "PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(native, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(settings, "parallel_min_macs", 0)
+    monkeypatch.setattr(settings, "parallel_min_rows", 1)
     splits = []
     row_ranges = native.row_ranges
     monkeypatch.setattr(
@@ -265,7 +267,7 @@ def test_row_parallel_time_loop_equals_torch_ops(monkeypatch, options, lengths):
     try:
         parallel = run()
         assert splits and all(len(ranges) == 3 for ranges in splits), splits
-        monkeypatch.setattr(fused, "USE_NATIVE", False)
+        monkeypatch.setattr(settings, "native", False)
         reference = run()
     finally:
         torch.set_num_threads(threads)
@@ -285,7 +287,7 @@ def test_own_weight_grad_equals_torch(monkeypatch, m, n, k):
     start = torch.randn(m, n, generator=generator)
     expected = a.t().double() @ b.double()
     for min_macs in (1 << 62, 0):  # never / always split rows over threads
-        monkeypatch.setattr(native, "PARALLEL_MIN_MACS", min_macs)
+        monkeypatch.setattr(settings, "parallel_min_macs", min_macs)
         threads = torch.get_num_threads()
         torch.set_num_threads(3)
         try:
@@ -301,7 +303,7 @@ def test_own_weight_grad_equals_torch(monkeypatch, m, n, k):
 def test_layer_norm_gain_grad_equals_its_formula(monkeypatch, min_macs):
     if native.kernels() is None:
         pytest.skip("no C compiler here: the native kernels are not built")
-    monkeypatch.setattr(native, "PARALLEL_MIN_MACS", min_macs)
+    monkeypatch.setattr(settings, "parallel_min_macs", min_macs)
     generator = torch.Generator().manual_seed(0)
     grad, x = (torch.randn(37, 24, dtype=torch.float64, generator=generator) for _ in range(2))
     mean, rstd = torch.randn(37, dtype=torch.float64), torch.rand(37, dtype=torch.float64)
@@ -338,8 +340,9 @@ def test_own_gemm_built_for_avx2_equals_torch(rebuilt_kernels, monkeypatch, tmp_
     CPU also runs AVX-512: both GEMMs against torch, partial panels and row blocks included."""
     if platform.machine() != "x86_64" or torch.backends.cpu.get_cpu_capability() != "AVX512":
         pytest.skip("needs an x86-64 CPU that runs both builds")
-    monkeypatch.setattr(native, "_isa_flags", lambda: ["-mavx2", "-mfma"])
-    monkeypatch.setenv("LSTMKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "runnable_variants", lambda: ["avx2"])
+    monkeypatch.setattr(native, "INSTALLED_DIR", tmp_path / "no-installed-build")
+    monkeypatch.setattr(settings, "cache_dir", tmp_path)
     native.kernels.cache_clear()
     try:
         kernels = native.kernels()
@@ -377,7 +380,7 @@ def test_kept_workspace_gives_the_numbers_of_fresh_buffers(monkeypatch, lengths)
     kept = grads()
     buffers = dict(fused._WORKSPACE.buffers)
     assert buffers and all(b.numel() >= 9 * 5 * 3 for b in buffers.values())
-    monkeypatch.setattr(fused, "REUSE_WORKSPACE", False)
+    monkeypatch.setattr(settings, "reuse_workspace", False)
     fresh = grads()
     for a, b in zip(kept, fresh, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

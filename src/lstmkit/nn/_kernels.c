@@ -1,11 +1,24 @@
 /* Per-step elementwise work of the plain LSTM, fused into one pass each way.
  *
  * Gate layout per row is the fast path's internal order (o, i, f, g), each `hidden` wide.
- * Compiled at first use by lstmkit/nn/native.py with -O3 -ffast-math -fopenmp-simd so that the
- * inner loops vectorise (exp through glibc's libmvec). Pre-activations are clamped before exp, so
- * no step overflows to inf. Same equations as lstmkit.nn.cell.lstm_step; tested equal to it.
+ * Built by lstmkit/nn/kernel_build.py (at install, one library per vector ISA) with -O3 and
+ * OpenMP's SIMD pragmas, and without -ffast-math: NaN and +-Inf propagate exactly as through
+ * torch's ops (a finite-math build turned NaN inputs into finite outputs). Pre-activations are
+ * clamped before exp, so no finite step overflows to inf; the clamps keep NaN (a comparison with
+ * NaN is false). Same equations as lstmkit.nn.cell.lstm_step; tested equal to it.
  */
 #include <math.h>
+
+/* The inner loops call exp on whole vectors through glibc's libmvec. GCC only knows its SIMD
+ * variants under -ffast-math (glibc declares them for __FAST_MATH__ alone), so declare them
+ * here; libmvec's exp handles NaN and the infinities like the scalar one. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__FAST_MATH__)
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern double exp(double);
+#endif
 
 #define DEFINE_KERNELS(T, SUFFIX, EXP)                                                          \
   static inline T clamp_##SUFFIX(T x, T bound) { return x < -bound ? -bound : (x > bound ? bound : x); } \

@@ -20,6 +20,16 @@ State = tuple[Tensor, Tensor]
 Lengths = Tensor | Sequence[int]
 
 
+class LSTMInputError(RuntimeError, ValueError):
+    """Misuse of a core's ``forward`` (shapes, sizes, dtypes, lengths).
+
+    Both a ``RuntimeError`` and a ``ValueError``: ``torch.nn.LSTM`` raises ``RuntimeError`` for
+    most of these and ``ValueError`` for some (input rank, dtype), so ``except`` clauses written
+    for either catch it, as they catch torch's. Messages start with torch's own wording for the
+    same misuse, then say what to do.
+    """
+
+
 def check_lstm_args(
     input_size: int,
     hidden_size: int,
@@ -30,7 +40,8 @@ def check_lstm_args(
     bidirectional: bool,
     proj_size: int,
 ) -> None:
-    """Validate torch.nn.LSTM's constructor arguments with messages that name the argument."""
+    """Validate torch.nn.LSTM's constructor arguments: torch's exception types and wording
+    (``TypeError`` for a wrong type, ``ValueError`` for a wrong value), plus the value given."""
     for name, value in (
         ("input_size", input_size),
         ("hidden_size", hidden_size),
@@ -38,17 +49,22 @@ def check_lstm_args(
         ("proj_size", proj_size),
     ):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+            raise TypeError(
+                f"{name} should be of type int, got: {type(value).__name__} ({value!r})"
+            )
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
         if value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+            raise ValueError(f"{name} must be greater than zero, got {value}")
     if num_layers <= 0:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        raise ValueError(f"num_layers must be greater than zero, got {num_layers}")
     if proj_size < 0:
-        raise ValueError(f"proj_size must be >= 0 (0 disables the projection), got {proj_size}")
+        raise ValueError(
+            "proj_size should be a positive integer or zero to disable projections, "
+            f"got {proj_size}"
+        )
     if proj_size >= hidden_size:
         raise ValueError(
-            f"proj_size must be smaller than hidden_size, got proj_size={proj_size} "
+            f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
             f"and hidden_size={hidden_size}"
         )
     for name, value in (
@@ -57,9 +73,12 @@ def check_lstm_args(
         ("bidirectional", bidirectional),
     ):
         if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+        raise ValueError(
+            "dropout should be a number in range [0, 1] representing the probability of an "
+            f"element being zeroed, got {dropout!r}"
+        )
 
 
 def apply_init_options(
@@ -128,10 +147,6 @@ class LSTMBase(nn.Module):
         return self.num_directions * self.state_size
 
     # ------------------------------------------------------------------ the one forward
-    # torch.compile of a model containing a core compiles everything around it and runs the core
-    # eager: tracing the time loop would unroll it and recompile for every sequence length, and
-    # torch.compile does not compile torch.nn.LSTM either.
-    @torch.compiler.disable
     def forward(
         self,
         input: Tensor | PackedSequence,
@@ -159,7 +174,7 @@ class LSTMBase(nn.Module):
         """
         if isinstance(input, PackedSequence):
             if lengths is not None:
-                raise ValueError(
+                raise LSTMInputError(
                     "pass either a PackedSequence or lengths=, not both (a PackedSequence "
                     "already carries its lengths)"
                 )
@@ -171,9 +186,10 @@ class LSTMBase(nn.Module):
         if not isinstance(input, Tensor):
             raise TypeError(f"input must be a Tensor or PackedSequence, got {type(input).__name__}")
         if input.dim() not in (2, 3):
-            raise ValueError(
-                f"input must be 3-D (seq, batch, features) or 2-D unbatched (seq, features), "
-                f"got {input.dim()}-D with shape {_shape(input)}"
+            raise LSTMInputError(
+                f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead: input must "
+                f"be 3-D (seq, batch, features) or 2-D unbatched (seq, features), got shape "
+                f"{_shape(input)}"
             )
         self._check_features(input, expected_dim=input.dim())
         batched = input.dim() == 3
@@ -184,7 +200,8 @@ class LSTMBase(nn.Module):
         seq_len, batch = x.shape[0], x.shape[1]
         hx = self._state_or_zeros(hx, batch, x, batched=batched)
         lengths_cpu = None if lengths is None else self._check_lengths(lengths, batch, seq_len)
-        if lengths_cpu is not None and bool((lengths_cpu == seq_len).all()):
+        compiling = torch.compiler.is_compiling()  # no data-dependent branch in a graph
+        if lengths_cpu is not None and not compiling and bool((lengths_cpu == seq_len).all()):
             lengths_cpu = None  # every sequence is full: the plain path gives the same numbers
 
         output, (h_n, c_n) = self._run(x, hx, lengths_cpu)
@@ -224,21 +241,23 @@ class LSTMBase(nn.Module):
     # ------------------------------------------------------------------ validation
     def _check_features(self, x: Tensor, expected_dim: int) -> None:
         if x.size(-1) != self.input_size:
-            raise ValueError(
-                f"input has {x.size(-1)} features in its last dimension (shape {_shape(x)}) but "
-                f"this LSTM was built with input_size={self.input_size}"
+            raise LSTMInputError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got "
+                f"{x.size(-1)}: the input has {x.size(-1)} features in its last dimension (shape "
+                f"{_shape(x)}) but this LSTM was built with input_size={self.input_size}"
             )
         time_dim = 1 if x.dim() == 3 and self.batch_first else 0
         if expected_dim >= 2 and x.dim() >= 2 and x.size(time_dim) == 0:
-            raise ValueError(
-                f"input has zero time steps (shape {_shape(x)}): every sequence needs at least "
-                "one step"
+            raise LSTMInputError(
+                f"Expected sequence length to be larger than 0 in RNN: the input has zero time "
+                f"steps (shape {_shape(x)}); every sequence needs at least one step"
             )
         weight = self.weight_ih_l0
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(
-                f"input dtype {x.dtype} does not match the LSTM's parameters ({weight.dtype}): "
-                f"convert the input with .to({weight.dtype}) or the model with .to({x.dtype})"
+            raise LSTMInputError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: "
+                f"model.to({x.dtype})"
             )
 
     def _state_or_zeros(self, hx: State | None, batch: int, like: Tensor, batched: bool) -> State:
@@ -248,15 +267,19 @@ class LSTMBase(nn.Module):
         if hx is None:
             return like.new_zeros(h_shape), like.new_zeros(c_shape)
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise ValueError("hx must be a pair (h_0, c_0) of tensors")
+            raise LSTMInputError(
+                "lstm expects two hidden states: hx must be a pair (h_0, c_0) of tensors"
+            )
         h0, c0 = hx
+        rank = 3 if batched else 2
+        if h0.dim() != rank or c0.dim() != rank:
+            kind = "batched 3-D" if batched else "unbatched 2-D"
+            raise LSTMInputError(
+                f"For {kind} input, hx and cx should also be {rank}-D but got ({h0.dim()}-D, "
+                f"{c0.dim()}-D) tensors: shapes (num_layers * num_directions, "
+                f"{'batch, ' if batched else ''}features)"
+            )
         if not batched:
-            for name, t in (("h_0", h0), ("c_0", c0)):
-                if t.dim() != 2:
-                    raise ValueError(
-                        f"for unbatched 2-D input {name} must be 2-D (num_layers * "
-                        f"num_directions, features), got shape {_shape(t)}"
-                    )
             h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
         for name, t, expected, what in (
             ("h_0", h0, h_shape, "proj_size or hidden_size"),
@@ -265,9 +288,10 @@ class LSTMBase(nn.Module):
             if _shape(t) != expected:
                 got = _shape(t) if batched else (t.shape[0], t.shape[2])
                 want = expected if batched else (expected[0], expected[2])
-                raise ValueError(
-                    f"{name} has shape {got} but expected {want} = (num_layers * "
-                    f"num_directions, {'batch, ' if batched else ''}{what})"
+                index = 0 if name == "h_0" else 1
+                raise LSTMInputError(
+                    f"Expected hidden[{index}] size {want}, got {list(got)}: {name} must be "
+                    f"(num_layers * num_directions, {'batch, ' if batched else ''}{what})"
                 )
         return h0, c0
 
@@ -275,24 +299,26 @@ class LSTMBase(nn.Module):
     def _check_lengths(lengths: Lengths, batch: int, seq_len: int) -> Tensor:
         if isinstance(lengths, Tensor):
             if lengths.dim() != 1:
-                raise ValueError(f"lengths must be 1-D, got shape {_shape(lengths)}")
+                raise LSTMInputError(f"lengths must be 1-D, got shape {_shape(lengths)}")
             if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-                raise ValueError(f"lengths must hold integers, got dtype {lengths.dtype}")
+                raise LSTMInputError(f"lengths must hold integers, got dtype {lengths.dtype}")
             lengths_cpu = lengths.detach().to("cpu", torch.int64)
         else:
             lengths_cpu = torch.as_tensor(list(lengths), dtype=torch.int64)
         if lengths_cpu.numel() != batch:
-            raise ValueError(
+            raise LSTMInputError(
                 f"lengths has {lengths_cpu.numel()} entries but the batch has {batch} sequences"
             )
+        if torch.compiler.is_compiling():  # values are data: checked in eager runs only
+            return lengths_cpu
         if batch and int(lengths_cpu.min()) <= 0:
             index = int(lengths_cpu.argmin())
-            raise ValueError(
+            raise LSTMInputError(
                 f"lengths must be >= 1, got {int(lengths_cpu[index])} for sequence {index}"
             )
         if batch and int(lengths_cpu.max()) > seq_len:
             index = int(lengths_cpu.argmax())
-            raise ValueError(
+            raise LSTMInputError(
                 f"lengths must be <= the sequence length {seq_len}, got "
                 f"{int(lengths_cpu[index])} for sequence {index}"
             )

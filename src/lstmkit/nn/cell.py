@@ -236,3 +236,6 @@ class LSTMCell(nn.Module):
         if self.peephole:
             s += ", peephole=True"
         return s
+
+
+torch.serialization.add_safe_globals([LSTMCell])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -75,23 +78,10 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
             apply_init_options(self, self.forget_bias, self.recurrent_init, self.input_bias)
 
     def _run(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-        if lengths is None:
-            return self._torch_forward(x, hx)
-        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
-        output, state = self._torch_forward(packed, hx)
-        padded, _ = pad_packed_sequence(output, total_length=x.shape[0])
-        return padded, state
+        return run_torch_lstm(self, x, hx, lengths)
 
     def _run_packed(self, packed: PackedSequence, hx: State) -> tuple[PackedSequence, State]:
-        return self._torch_forward(packed, hx)
-
-    def _torch_forward(self, x, hx: State):
-        # The base class hands over time-major tensors; torch.nn.LSTM reads self.batch_first, so a
-        # batch-first module gets its (free, view-only) transpose back.
-        if self.batch_first and not isinstance(x, PackedSequence):
-            output, state = nn.LSTM.forward(self, x.transpose(0, 1), hx)
-            return output.transpose(0, 1), state
-        return nn.LSTM.forward(self, x, hx)
+        return nn.LSTM.forward(self, packed, hx)
 
     def extra_repr(self) -> str:
         s = LSTMBase.extra_repr(self)
@@ -102,3 +92,43 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
         if self.recurrent_init != "default":
             s += f", recurrent_init={self.recurrent_init!r}"
         return s
+
+
+def run_torch_lstm(
+    module: nn.Module, x: Tensor, hx: State, lengths: Tensor | None
+) -> tuple[Tensor, State]:
+    """torch.nn.LSTM's own forward (cuDNN on CUDA, oneDNN on CPU) over ``module``'s weights, on
+    time-major ``x (T, B, C)``; ``lengths`` through a PackedSequence. ``module`` is an
+    ``nn.LSTM`` or offers its surface (`CustomLSTM` does)."""
+    if lengths is not None:
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        output, state = nn.LSTM.forward(module, packed, hx)
+        padded, _ = pad_packed_sequence(output, total_length=x.shape[0])
+        return padded, state
+    # torch.nn.LSTM reads module.batch_first: a batch-first module gets its (free, view-only)
+    # transpose back
+    if module.batch_first:
+        output, state = nn.LSTM.forward(module, x.transpose(0, 1), hx)
+        return output.transpose(0, 1), state
+    return nn.LSTM.forward(module, x, hx)
+
+
+def torch_lstm_runs(dtype: torch.dtype, device: str = "cpu") -> bool:
+    """Whether ``torch.nn.LSTM`` runs a recurrence in ``dtype`` on ``device`` here, probed once
+    with a tiny LSTM under autocast (oneDNN cannot build a bf16 LSTM on CPUs without native bf16
+    support, e.g. AVX2-only ones)."""
+    return _probe(dtype, torch.device(device).type)
+
+
+@functools.cache
+def _probe(dtype: torch.dtype, device: str) -> bool:
+    lstm = nn.LSTM(2, 2).to(device)
+    try:
+        with torch.no_grad(), torch.autocast(device, dtype=dtype):
+            lstm(torch.zeros(2, 1, 2, device=device))
+    except RuntimeError:
+        return False
+    return True
+
+
+torch.serialization.add_safe_globals([CudnnLSTM])

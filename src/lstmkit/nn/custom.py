@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import LSTMBase, State, apply_init_options, check_lstm_args, default_init_bound
+from .base import (
+    LSTMBase,
+    LSTMInputError,
+    State,
+    apply_init_options,
+    check_lstm_args,
+    default_init_bound,
+)
 from .cell import LayerWeights, lstm_step
-from .fused import FusedLSTMLayer, internal_gate_order, project_input
+from .fused import LayerInputs, internal_gate_order, project_input
 from .gates import GateTrace
+from .ops import run_layer
 
 IMPLEMENTATIONS = ("fused", "reference")
 
@@ -100,6 +109,13 @@ class CustomLSTM(LSTMBase):
             raise ValueError(
                 f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}"
             )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(  # torch.nn.LSTM's own warning, for the same reason
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
         if isinstance(zoneout, numbers.Real):
             zoneout = (zoneout, zoneout)
         if len(zoneout) != 2:
@@ -182,8 +198,88 @@ class CustomLSTM(LSTMBase):
             ln_cell_bias=get("layer_norm_cell_bias"),
         )
 
+    # ------------------------------------------------------------ torch.nn.LSTM's surface
+    # Code written for torch.nn.LSTM reaches for these; they mean what they mean there.
+    mode = "LSTM"
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        """torch.nn.LSTM's parameters in its order (the research variants' own are not in it)."""
+        names = []
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+                names += [kind + sfx for kind in kinds + (["weight_hr"] if self.proj_size else [])]
+        return names
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Each layer and direction's parameters (torch.nn.LSTM's, then the variants' own)."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def _update_flat_weights(self) -> None:
+        """torch.nn.LSTM re-reads its weights here; `_flat_weights` is always current."""
+
+    def flatten_parameters(self) -> None:
+        """A no-op: the custom core keeps no flat cuDNN weight buffer (torch.nn.LSTM's own is a
+        no-op on CPU too). Kept so that code calling it on an ``nn.LSTM`` runs unchanged."""
+
+    def check_input(self, input: Tensor, batch_sizes: Tensor | None) -> None:
+        """torch.nn.LSTM's check of a time-major (or packed) ``input``: dtype, rank, features."""
+        expected = 2 if batch_sizes is not None else 3
+        if input.dim() != expected:
+            raise LSTMInputError(f"input must have {expected} dimensions, got {input.dim()}")
+        self._check_features(input, expected_dim=expected)
+
+    def get_expected_hidden_size(
+        self, input: Tensor, batch_sizes: Tensor | None
+    ) -> tuple[int, int, int]:
+        batch = self._batch_of(input, batch_sizes)
+        return (self.num_layers * self.num_directions, batch, self.state_size)
+
+    def get_expected_cell_size(
+        self, input: Tensor, batch_sizes: Tensor | None
+    ) -> tuple[int, int, int]:
+        batch = self._batch_of(input, batch_sizes)
+        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+
+    def _batch_of(self, input: Tensor, batch_sizes: Tensor | None) -> int:
+        if batch_sizes is not None:
+            return int(batch_sizes[0])
+        return input.size(0) if self.batch_first else input.size(1)
+
+    def check_hidden_size(
+        self, hx: Tensor, expected_hidden_size: tuple[int, int, int],
+        msg: str = "Expected hidden size {}, got {}",
+    ) -> None:  # fmt: skip
+        if hx.size() != expected_hidden_size:
+            raise LSTMInputError(msg.format(expected_hidden_size, list(hx.size())))
+
+    def check_forward_args(
+        self, input: Tensor, hidden: tuple[Tensor, Tensor], batch_sizes: Tensor | None
+    ) -> None:
+        self.check_input(input, batch_sizes)
+        self.check_hidden_size(
+            hidden[0], self.get_expected_hidden_size(input, batch_sizes),
+            "Expected hidden[0] size {}, got {}",
+        )  # fmt: skip
+        self.check_hidden_size(
+            hidden[1], self.get_expected_cell_size(input, batch_sizes),
+            "Expected hidden[1] size {}, got {}",
+        )  # fmt: skip
+
+    def permute_hidden(self, hx: State, permutation: Tensor | None) -> State:
+        """``hx`` with its batch dimension reordered by ``permutation`` (packed-sequence order)."""
+        if permutation is None:
+            return hx
+        return hx[0].index_select(1, permutation), hx[1].index_select(1, permutation)
+
     # ------------------------------------------------------------------ forward
-    @torch.compiler.disable
     def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
         if not return_gates:
             return super().forward(input, hx, lengths=lengths)
@@ -221,7 +317,8 @@ class CustomLSTM(LSTMBase):
         order = batch_sizes = None
         if lengths is not None and fused:
             sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
-            if bool((order == torch.arange(batch)).all()):
+            # (no data-dependent branch while compiling: the permutation is then always applied)
+            if not torch.compiler.is_compiling() and bool((order == torch.arange(batch)).all()):
                 order = None
             else:
                 lengths = sorted_lengths
@@ -232,7 +329,7 @@ class CustomLSTM(LSTMBase):
                     c0.index_select(1, index),
                 )
                 noise = [_permute_noise(n, index) for n in noise]
-            batch_sizes = (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1).tolist()
+            batch_sizes = (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1)
         lengths_dev = None if lengths is None else lengths.to(x.device)
         reverse_index = None
         if self.bidirectional and lengths_dev is not None:
@@ -280,7 +377,7 @@ class CustomLSTM(LSTMBase):
         c0: Tensor,
         w: LayerWeights,
         noise: Noise,
-        batch_sizes: list[int] | None,
+        batch_sizes: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         order = self._gate_order
         weight_ih = w.weight_ih.index_select(0, order)
@@ -291,20 +388,28 @@ class CustomLSTM(LSTMBase):
             input_norm = (w.ln_ih.index_select(0, order), bias)
         else:
             xp = project_input(inp, weight_ih, bias)
-        return FusedLSTMLayer.apply(
-            xp.contiguous(),
-            h0,
-            c0,
-            w.weight_hh.index_select(0, order),
-            w.weight_hr,
-            w.peephole,
-            None if w.ln_hh is None else w.ln_hh.index_select(0, order),
-            w.ln_cell_weight,
-            w.ln_cell_bias,
-            *noise,
-            batch_sizes,
-            *(input_norm or (None, None)),
-            torch.is_grad_enabled(),  # keep what the backward reads (see FusedLSTMLayer)
+        mask, zoneout_h, zoneout_c = noise
+        ln_ih, ln_ih_bias = input_norm or (None, None)
+        return run_layer(
+            LayerInputs(
+                xp=xp.contiguous(),
+                h0=h0,
+                c0=c0,
+                weight_hh=w.weight_hh.index_select(0, order),
+                weight_hr=w.weight_hr,
+                peephole=w.peephole,
+                ln_hh=None if w.ln_hh is None else w.ln_hh.index_select(0, order),
+                ln_cell_weight=w.ln_cell_weight,
+                ln_cell_bias=w.ln_cell_bias,
+                ln_ih=ln_ih,
+                ln_ih_bias=ln_ih_bias,
+                recurrent_mask=mask,
+                zoneout_h=zoneout_h if isinstance(zoneout_h, Tensor) else None,
+                zoneout_c=zoneout_c if isinstance(zoneout_c, Tensor) else None,
+                zoneout_h_rate=0.0 if isinstance(zoneout_h, Tensor) else float(zoneout_h or 0),
+                zoneout_c_rate=0.0 if isinstance(zoneout_c, Tensor) else float(zoneout_c or 0),
+                batch_sizes=batch_sizes,
+            )
         )
 
     def _draw_noise(self, steps: int, batch: int, like: Tensor) -> list[Noise]:
@@ -413,3 +518,6 @@ def _permute_noise(noise: Noise, index: Tensor) -> Noise:
         zh.index_select(1, index) if isinstance(zh, Tensor) else zh,
         zc.index_select(1, index) if isinstance(zc, Tensor) else zc,
     )
+
+
+torch.serialization.add_safe_globals([CustomLSTM])

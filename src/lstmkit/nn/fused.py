@@ -39,65 +39,33 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .cell import LAYER_NORM_EPS
 from .native import Kernels
 from .native import kernels as native_kernels
+from .settings import settings
 
 # oneDNN's packed GEMM: the per-step matmuls reuse one weight T times, and on CPU packing it once
 # per call measured 1.5-2.3x faster than torch.mm (which repacks the weight on every step) from
-# (32 x 128 x 512) up; below ~0.5M multiply-adds its ~9 us fixed cost loses to torch.mm.
-ONEDNN_MIN_MACS = 1 << 19
-USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-# The per-step elementwise work in C where it applies (see module docstring).
-# ... and the whole time loop in C, with BLAS for the per-step GEMMs, where torch's library
-# exports one. Tests switch these off to check that every path gives the same numbers.
-USE_NATIVE = True
-USE_NATIVE_LOOP = True
-# With a BLAS (not lstmkit's own GEMM: see native.Blas), the C loop is used only up to this many
-# multiply-adds in a step's recurrent GEMM (batch x 4H x P). Above it the per-step oneDNN GEMM
-# called from Python wins: on the 2-core AMD EPYC, MKL's GEMM measured 1.3x slower than oneDNN's
-# packed one at (16 x 128 x 512) and 3.5x at (64 x 256 x 1024), and the C loop's saving is per
-# step (~10 us each way). lstmkit's own GEMM (float32) is faster than both at
-# every LSTM shape measured (scripts/benchmark_gemm.py), so with it the C loop always runs.
-NATIVE_LOOP_MAX_MACS = 1 << 22
-# The backward's temporaries (gradients it reduces into weight gradients before it returns)
-# come from buffers kept between calls on CPU: fresh memory page-faults on first touch (~1.2 us
-# per 4 KiB here), which measured a fifth of a layer-norm LSTM's forward+backward at
-# (32, 100, 1, 128). Costs one buffer per kind of temporary, the size of the largest call.
-REUSE_WORKSPACE = True
+# (32 x 128 x 512) up; below ``settings.onednn_min_macs`` its fixed cost loses to torch.mm.
+ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, "_linear_pointwise"
+)
 
-SAVED = [
-    "h0",
-    "c0",
-    "weight_hh",
-    "weight_hr",
-    "peephole",
-    "ln_hh",
-    "ln_cell_weight",
-    "ln_cell_bias",
-    "recurrent_mask",
-    "zoneout_h",
-    "zoneout_c",
-    "acts",
-    "cells",
-    "fresh",
-    "tanh_cells",
-    "out",
-    "pre_proj",
-    "rec_pre_ln",
-    "rec_stats",
-    "cell_stats",
-    "last",
-    "xp_raw",
-    "in_stats",
-    "ln_ih",
-    "ln_ih_bias",
-]
+
+def functorch_active() -> bool:
+    """Whether a torch.func transform (grad, vmap, jacrev, ...) is tracing this call: then the
+    layer runs as plain differentiable torch ops (`lstmkit.nn.composite`), which every
+    transform understands."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def _use_onednn() -> bool:
+    return settings.onednn and ONEDNN_AVAILABLE
 
 
 def internal_gate_order(hidden: int, device: torch.device | None = None) -> Tensor:
@@ -112,8 +80,8 @@ class StepMatmul:
     def __init__(self, weight: Tensor, rows: int) -> None:
         self.weight_t = weight.t()
         self.packed = None
-        big = rows * weight.numel() >= ONEDNN_MIN_MACS
-        if USE_ONEDNN and big and weight.device.type == "cpu" and weight.dtype == torch.float32:
+        big = rows * weight.numel() >= settings.onednn_min_macs
+        if _use_onednn() and big and weight.device.type == "cpu" and weight.dtype == torch.float32:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -126,7 +94,7 @@ def t_matmul(a: Tensor, b: Tensor, accumulate_into: Tensor | None = None) -> Ten
     """``a.T @ b`` (``a (K, M)``, ``b (K, N)``; K = steps x batch), added into
     ``accumulate_into`` when given: the weight gradients' reductions over all steps. Through
     lstmkit's own GEMM where it runs (`Kernels.weight_grad`), else torch."""
-    native = native_kernels() if USE_NATIVE else None
+    native = native_kernels() if settings.native else None
     if native is not None and native.supports_weight_grad(a) and b.dtype == a.dtype:
         return native.weight_grad(a, b, accumulate_into)
     if accumulate_into is None:
@@ -142,10 +110,12 @@ def project_input(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """
     rows = x.shape[0] * x.shape[1]
     if (
-        USE_ONEDNN
+        _use_onednn()
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
-        and rows * weight.numel() >= ONEDNN_MIN_MACS
+        and rows * weight.numel() >= settings.onednn_min_macs
+        and not torch.compiler.is_compiling()
+        and not functorch_active()
     ):
         return _PackedLinear.apply(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)
@@ -164,11 +134,15 @@ class _PackedLinear(torch.autograd.Function):
         return out.view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        flat_grad = grad.reshape(-1, grad.shape[-1]).contiguous()
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # double backward: the same products, differentiable
+            grad_x = grad.matmul(weight) if need[0] else None
+            grad_w = grad.flatten(0, -2).t().mm(x.flatten(0, -2)) if need[1] else None
+            grad_b = grad.flatten(0, -2).sum(0) if ctx.has_bias and need[2] else None
+            return grad_x, grad_w, grad_b
+        flat_grad = grad.reshape(-1, grad.shape[-1]).contiguous()
         grad_x = grad_w = grad_b = None
         if need[0]:
             grad_x = StepMatmul(weight.t(), flat_grad.shape[0])(flat_grad).view(x.shape)
@@ -179,251 +153,322 @@ class _PackedLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-class FusedLSTMLayer(torch.autograd.Function):
-    """One layer, one direction. See the module docstring.
+class LayerInputs(NamedTuple):
+    """What one layer and direction computes from (internal gate order o, i, f, g where it
+    applies). The field order is the custom op's argument order (`lstmkit.nn.ops`).
 
-    Forward inputs (internal gate order o, i, f, g where it applies):
-        xp: ``(T, B, 4H)`` input projection plus biases; with ``ln_ih``, the projection
-            alone (no bias): the layer normalises it itself.
-        h0: ``(B, P)``; c0: ``(B, H)``.
-        weight_hh: ``(4H, P)``; weight_hr: ``(P, H)`` or None.
-        peephole: ``(3, H)`` for (i, f, o) or None.
-        ln_hh: ``(4H,)`` gain of the recurrent layer norm, or None (layer norm off).
-        ln_cell_weight, ln_cell_bias: ``(H,)`` or None.
-        recurrent_mask: ``(B, P)`` or None.
-        zoneout_h: ``(T, B, P)`` 0/1 mask, a float rate, or None; zoneout_c likewise ``(T, B, H)``.
-        batch_sizes: list of ints (rows active at each step, non-increasing) or None (all).
-        ln_ih: ``(4H,)`` gain of the input layer norm (with ``ln_hh`` only), or None: then
-            ``xp`` becomes ``LN(xp) * ln_ih + ln_ih_bias`` (bias ``(4H,)`` or None). In the C
-            time loop this runs per step, with no normalised copy of ``xp`` in memory.
-        keep: False when no backward will follow (grad mode off): the C time loop then keeps
-            one step of the buffers only the backward reads, instead of every step.
-
-    Returns:
-        ``output (T, B, P)`` (zero at padded steps), ``h_n (B, P)``, ``c_n (B, H)``.
+    xp: ``(T, B, 4H)`` input projection plus biases; with ``ln_ih``, the projection alone (no
+        bias): the layer normalises it itself.
+    h0: ``(B, P)``; c0: ``(B, H)``.
+    weight_hh: ``(4H, P)``; weight_hr: ``(P, H)`` or None.
+    peephole: ``(3, H)`` for (i, f, o) or None.
+    ln_hh: ``(4H,)`` gain of the recurrent layer norm, or None (layer norm off).
+    ln_cell_weight, ln_cell_bias: ``(H,)`` or None.
+    ln_ih: ``(4H,)`` gain of the input layer norm (with ``ln_hh`` only), or None: then ``xp``
+        becomes ``LN(xp) * ln_ih + ln_ih_bias`` (bias ``(4H,)`` or None). In the C time loop
+        this runs per step, with no normalised copy of ``xp`` in memory.
+    recurrent_mask: ``(B, P)`` or None.
+    zoneout_h: ``(T, B, P)`` 0/1 keep-mask or None; zoneout_c likewise ``(T, B, H)``.
+    zoneout_h_rate, zoneout_c_rate: the evaluation-mode rates used where the mask is None (0:
+        no zoneout).
+    batch_sizes: int64 ``(T,)`` rows active at each step (non-increasing: the batch is sorted
+        by decreasing length), on the CPU, or None (all rows at every step).
     """
 
-    @staticmethod
-    def forward(
-        ctx,
-        xp: Tensor,
-        h0: Tensor,
-        c0: Tensor,
-        weight_hh: Tensor,
-        weight_hr: Tensor | None,
-        peephole: Tensor | None,
-        ln_hh: Tensor | None,
-        ln_cell_weight: Tensor | None,
-        ln_cell_bias: Tensor | None,
-        recurrent_mask: Tensor | None,
-        zoneout_h: Tensor | float | None,
-        zoneout_c: Tensor | float | None,
-        batch_sizes: list[int] | None,
-        ln_ih: Tensor | None = None,
-        ln_ih_bias: Tensor | None = None,
-        keep: bool = True,
-    ):
-        steps, batch, gate_size = xp.shape
-        hidden = gate_size // 4
-        state = h0.shape[-1]
-        proj = weight_hr is not None
-        ln = ln_hh is not None
-        eps = LAYER_NORM_EPS
-        h0, c0 = h0.contiguous(), c0.contiguous()
-        simple = peephole is None and recurrent_mask is None and zoneout_h is zoneout_c is None
-        native = _native_for(xp, simple)
-        loop_in_c = native is not None and _native_loop(native, xp, weight_hh)
-        if ln_ih is not None and not ln:
-            raise ValueError("the input layer norm (ln_ih) needs the recurrent one (ln_hh)")
+    xp: Tensor
+    h0: Tensor
+    c0: Tensor
+    weight_hh: Tensor
+    weight_hr: Tensor | None = None
+    peephole: Tensor | None = None
+    ln_hh: Tensor | None = None
+    ln_cell_weight: Tensor | None = None
+    ln_cell_bias: Tensor | None = None
+    ln_ih: Tensor | None = None
+    ln_ih_bias: Tensor | None = None
+    recurrent_mask: Tensor | None = None
+    zoneout_h: Tensor | None = None
+    zoneout_c: Tensor | None = None
+    zoneout_h_rate: float = 0.0
+    zoneout_c_rate: float = 0.0
+    batch_sizes: Tensor | None = None
 
-        # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
-        # the backward reads whole buffers); with full batches every row is written.
-        zero = batch_sizes is not None
-        # what only the backward reads holds every step, or one (C loop, no backward to come)
-        kept = steps if keep or not loop_in_c else 1
-        acts = _buffer(xp, kept, batch, gate_size)  # activations o, i, f, g
-        cells = _buffer(xp, steps, batch, hidden, zero=zero)
-        tanh_cells = _buffer(xp, kept, batch, hidden)
-        out = _buffer(xp, steps, batch, state, zero=zero)
-        pre_proj = _buffer(xp, kept, batch, hidden, zero=zero) if proj else None
-        rec_pre_ln = _buffer(xp, kept, batch, gate_size, zero=zero) if ln else None
-        # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
-        rec_stats = _buffer(xp, 2, kept, batch, 1, zero=zero) if ln else None
-        cell_stats = (
-            _buffer(xp, 2, kept, batch, 1, zero=zero) if ln_cell_weight is not None else None
-        )
-        xp_raw = in_stats = None
-        if ln_ih is not None:  # input layer norm: in the C loop, else here with torch's kernel
-            xp_raw = xp.contiguous()
-            if loop_in_c:
-                in_stats = _buffer(xp, 2, kept, batch, 1, zero=zero)
-            else:
-                xp, mean, rstd = torch.native_layer_norm(
-                    xp_raw, (gate_size,), ln_ih, ln_ih_bias, eps
-                )
-                in_stats = torch.stack((mean, rstd))
-        # With zoneout on c the carried cell differs from the fresh one that feeds h.
-        fresh = _buffer(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
 
+# The tensor inputs a layer's backward returns a gradient for, in `LayerInputs` order.
+GRADIENT_INPUTS = (
+    "xp", "h0", "c0", "weight_hh", "weight_hr", "peephole", "ln_hh", "ln_cell_weight",
+    "ln_cell_bias", "ln_ih", "ln_ih_bias",
+)  # fmt: skip
+
+
+class SavedBuffers(NamedTuple):
+    """What the forward keeps for the backward, beside its inputs and ``output``. With
+    ``keep=False`` (no backward to come) every field is None. Shapes: ``acts, rec_pre_ln
+    (T, B, 4H)``; ``cells, fresh, tanh_cells, pre_proj (T, B, H)``; ``rec_stats, cell_stats,
+    in_stats (2, T, B, 1)`` (mean, rstd). ``fresh`` (the cell before zoneout) is None where it
+    equals ``cells``; the others are None where their option is off."""
+
+    acts: Tensor | None = None
+    cells: Tensor | None = None
+    fresh: Tensor | None = None
+    tanh_cells: Tensor | None = None
+    pre_proj: Tensor | None = None
+    rec_pre_ln: Tensor | None = None
+    rec_stats: Tensor | None = None
+    cell_stats: Tensor | None = None
+    in_stats: Tensor | None = None
+
+
+def saved_shapes(inputs: LayerInputs, keep: bool) -> SavedBuffers:
+    """The shape of each `SavedBuffers` field (None where absent): one rule for the forward and
+    for the custom op's fake (shape-only) implementation."""
+    if not keep:
+        return SavedBuffers()
+    steps, batch, gates = inputs.xp.shape
+    hidden = gates // 4
+    ln = inputs.ln_hh is not None
+    zoneout_c = inputs.zoneout_c is not None or inputs.zoneout_c_rate != 0
+    stats = (2, steps, batch, 1)
+    return SavedBuffers(
+        acts=(steps, batch, gates),
+        cells=(steps, batch, hidden),
+        fresh=(steps, batch, hidden) if zoneout_c else None,
+        tanh_cells=(steps, batch, hidden),
+        pre_proj=(steps, batch, hidden) if inputs.weight_hr is not None else None,
+        rec_pre_ln=(steps, batch, gates) if ln else None,
+        rec_stats=stats if ln else None,
+        cell_stats=stats if inputs.ln_cell_weight is not None else None,
+        in_stats=stats if inputs.ln_ih is not None else None,
+    )
+
+
+def layer_forward(
+    inputs: LayerInputs, keep: bool = True
+) -> tuple[Tensor, Tensor, Tensor, SavedBuffers]:
+    """One layer, one direction, forward (see the module docstring and `LayerInputs`).
+
+    ``keep``: False when no backward will follow (grad mode off): nothing is saved, and the C
+    time loop keeps one step of the buffers only the backward reads, instead of every step.
+
+    Returns ``output (T, B, P)`` (zero at padded steps), ``h_n (B, P)``, ``c_n (B, H)`` and the
+    `SavedBuffers`.
+    """
+    xp, h0, c0, weight_hh, weight_hr, peephole, ln_hh = inputs[:7]
+    ln_cell_weight, ln_cell_bias, ln_ih, ln_ih_bias, recurrent_mask = inputs[7:12]
+    zoneout_h = inputs.zoneout_h if inputs.zoneout_h is not None else inputs.zoneout_h_rate
+    zoneout_c = inputs.zoneout_c if inputs.zoneout_c is not None else inputs.zoneout_c_rate
+    zoneout_h = None if isinstance(zoneout_h, float) and zoneout_h == 0 else zoneout_h
+    zoneout_c = None if isinstance(zoneout_c, float) and zoneout_c == 0 else zoneout_c
+    batch_sizes = inputs.batch_sizes
+    steps, batch, gate_size = xp.shape
+    hidden = gate_size // 4
+    state = h0.shape[-1]
+    proj = weight_hr is not None
+    ln = ln_hh is not None
+    eps = LAYER_NORM_EPS
+    h0, c0 = h0.contiguous(), c0.contiguous()
+    simple = peephole is None and recurrent_mask is None and zoneout_h is zoneout_c is None
+    native = _native_for(xp, simple)
+    loop_in_c = native is not None and _native_loop(native, xp, weight_hh)
+    if ln_ih is not None and not ln:
+        raise ValueError("the input layer norm (ln_ih) needs the recurrent one (ln_hh)")
+    if batch_sizes is not None and not isinstance(batch_sizes, list):
+        batch_sizes = batch_sizes.tolist()
+
+    # With variable lengths, rows inactive at a step must read as zero (padded outputs, and
+    # the backward reads whole buffers); with full batches every row is written.
+    zero = batch_sizes is not None
+    # what only the backward reads holds every step, or one (C loop, no backward to come)
+    kept = steps if keep or not loop_in_c else 1
+    acts = _buffer(xp, kept, batch, gate_size)  # activations o, i, f, g
+    cells = _buffer(xp, steps, batch, hidden, zero=zero)
+    tanh_cells = _buffer(xp, kept, batch, hidden)
+    out = _buffer(xp, steps, batch, state, zero=zero)
+    pre_proj = _buffer(xp, kept, batch, hidden, zero=zero) if proj else None
+    rec_pre_ln = _buffer(xp, kept, batch, gate_size, zero=zero) if ln else None
+    # layer-norm statistics (mean, rstd) of the recurrent projection and of the cell
+    rec_stats = _buffer(xp, 2, kept, batch, 1, zero=zero) if ln else None
+    cell_stats = _buffer(xp, 2, kept, batch, 1, zero=zero) if ln_cell_weight is not None else None
+    xp_raw = in_stats = None
+    if ln_ih is not None:  # input layer norm: in the C loop, else here with torch's kernel
+        xp_raw = xp.contiguous()
         if loop_in_c:
-            ln_buffers = None
-            if ln:
-                ln_buffers = SimpleNamespace(
-                    ln_hh=ln_hh, cell_weight=ln_cell_weight, cell_bias=ln_cell_bias,
-                    rec_pre_ln=rec_pre_ln, rec_stats=rec_stats, cell_stats=cell_stats, eps=eps,
-                    ln_ih=ln_ih, ln_ih_bias=ln_ih_bias, in_stats=in_stats,
-                )  # fmt: skip
-            native.sequence_forward(
-                xp.contiguous(), h0, c0, weight_hh.contiguous(), _contiguous(weight_hr),
-                _sizes_tensor(batch_sizes), acts, cells, tanh_cells, out, pre_proj, ln_buffers,
-                keep=kept == steps,
+            in_stats = _buffer(xp, 2, kept, batch, 1, zero=zero)
+        else:
+            xp, mean, rstd = torch.native_layer_norm(xp_raw, (gate_size,), ln_ih, ln_ih_bias, eps)
+            in_stats = torch.stack((mean, rstd))
+    # With zoneout on c the carried cell differs from the fresh one that feeds h.
+    fresh = _buffer(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
+
+    if loop_in_c:
+        ln_buffers = None
+        if ln:
+            ln_buffers = SimpleNamespace(
+                ln_hh=ln_hh, cell_weight=ln_cell_weight, cell_bias=ln_cell_bias,
+                rec_pre_ln=rec_pre_ln, rec_stats=rec_stats, cell_stats=cell_stats, eps=eps,
+                ln_ih=ln_ih, ln_ih_bias=ln_ih_bias, in_stats=in_stats,
             )  # fmt: skip
-        else:
-            recurrent = StepMatmul(weight_hh, batch)
-            project = StepMatmul(weight_hr, batch) if proj else None
-            # Per-step views, made once: slicing inside the loop costs a dispatch each.
-            xp_s, acts_s, cells_s, tanh_s, out_s, fresh_s = (
-                t.unbind(0) for t in (xp, acts, cells, tanh_cells, out, fresh)
-            )
-            o_s, i_s, f_s, g_s = (t.unbind(0) for t in acts.split(hidden, dim=-1))
-            oif_s = acts[..., : 3 * hidden].unbind(0)
-            if_s = acts[..., hidden : 3 * hidden].unflatten(-1, (2, hidden)).unbind(0)
-            pre_proj_s = pre_proj.unbind(0) if proj else None
-            rec_s = rec_pre_ln.unbind(0) if ln else None
-            zh_steps = zoneout_h.unbind(0) if isinstance(zoneout_h, Tensor) else None
-            zc_steps = zoneout_c.unbind(0) if isinstance(zoneout_c, Tensor) else None
+        native.sequence_forward(
+            xp.contiguous(), h0, c0, weight_hh.contiguous(), _contiguous(weight_hr),
+            _sizes_tensor(batch_sizes), acts, cells, tanh_cells, out, pre_proj, ln_buffers,
+            keep=kept == steps,
+        )  # fmt: skip
+    else:
+        recurrent = StepMatmul(weight_hh, batch)
+        project = StepMatmul(weight_hr, batch) if proj else None
+        # Per-step views, made once: slicing inside the loop costs a dispatch each.
+        xp_s, acts_s, cells_s, tanh_s, out_s, fresh_s = (
+            t.unbind(0) for t in (xp, acts, cells, tanh_cells, out, fresh)
+        )
+        o_s, i_s, f_s, g_s = (t.unbind(0) for t in acts.split(hidden, dim=-1))
+        oif_s = acts[..., : 3 * hidden].unbind(0)
+        if_s = acts[..., hidden : 3 * hidden].unflatten(-1, (2, hidden)).unbind(0)
+        pre_proj_s = pre_proj.unbind(0) if proj else None
+        rec_s = rec_pre_ln.unbind(0) if ln else None
+        zh_steps = zoneout_h.unbind(0) if isinstance(zoneout_h, Tensor) else None
+        zc_steps = zoneout_c.unbind(0) if isinstance(zoneout_c, Tensor) else None
 
-            h_prev, c_prev = h0, c0
-            for t in range(steps):
-                a, c, s, h, x_t = acts_s[t], cells_s[t], tanh_s[t], out_s[t], xp_s[t]
-                a_o, a_i, a_f, a_g = o_s[t], i_s[t], f_s[t], g_s[t]
-                n = batch if batch_sizes is None else batch_sizes[t]
-                if n < batch:
-                    a, c, s, h, x_t = a[:n], c[:n], s[:n], h[:n], x_t[:n]
-                    a_o, a_i, a_f, a_g = a_o[:n], a_i[:n], a_f[:n], a_g[:n]
-                    h_prev, c_prev = h_prev[:n], c_prev[:n]
-                h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask[:n]
-                z = recurrent(h_in)
+        h_prev, c_prev = h0, c0
+        for t in range(steps):
+            a, c, s, h, x_t = acts_s[t], cells_s[t], tanh_s[t], out_s[t], xp_s[t]
+            a_o, a_i, a_f, a_g = o_s[t], i_s[t], f_s[t], g_s[t]
+            n = batch if batch_sizes is None else batch_sizes[t]
+            if n < batch:
+                a, c, s, h, x_t = a[:n], c[:n], s[:n], h[:n], x_t[:n]
+                a_o, a_i, a_f, a_g = a_o[:n], a_i[:n], a_f[:n], a_g[:n]
+                h_prev, c_prev = h_prev[:n], c_prev[:n]
+            h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask[:n]
+            z = recurrent(h_in)
+            if ln:
+                rec_s[t][:n].copy_(z)
+
+            if native is not None:
+                target = pre_proj_s[t][:n] if proj else h
                 if ln:
-                    rec_s[t][:n].copy_(z)
-
-                if native is not None:
-                    target = pre_proj_s[t][:n] if proj else h
-                    if ln:
-                        native.ln_forward(
-                            x_t, z, ln_hh, ln_cell_weight, ln_cell_bias, a, c_prev, c, s, target,
-                            rec_stats[:, t, :n], cell_stats[:, t, :n], eps,
-                        )  # fmt: skip
-                    else:
-                        native.forward(x_t, z, a, c_prev, c, s, target)
-                    if proj:
-                        h.copy_(project(target))
-                    h_prev, c_prev = out_s[t], cells_s[t]
-                    continue
-
-                if ln:
-                    z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
-                    rec_stats[0, t, :n].copy_(mean)
-                    rec_stats[1, t, :n].copy_(rstd)
-                torch.add(x_t, z, out=a)
-                if peephole is not None:
-                    if_s[t][:n].addcmul_(peephole[:2], c_prev.unsqueeze(1)).sigmoid_()
+                    native.ln_forward(
+                        x_t, z, ln_hh, ln_cell_weight, ln_cell_bias, a, c_prev, c, s, target,
+                        rec_stats[:, t, :n], cell_stats[:, t, :n], eps,
+                    )  # fmt: skip
                 else:
-                    oif_s[t][:n].sigmoid_()
-                a_g.tanh_()
-
-                c_hat = fresh_s[t][:n] if n < batch else fresh_s[t]
-                torch.mul(a_f, c_prev, out=c_hat)
-                c_hat.addcmul_(a_i, a_g)
-                if zoneout_c is not None:
-                    keep_c = zc_steps[t][:n] if zc_steps is not None else zoneout_c
-                    torch.lerp(c_hat, c_prev, keep_c, out=c)
-                if peephole is not None:
-                    a_o.addcmul_(peephole[2], c_hat).sigmoid_()
-
-                if ln_cell_weight is not None:
-                    c_norm, mean, rstd = torch.native_layer_norm(
-                        c_hat, (hidden,), ln_cell_weight, ln_cell_bias, eps
-                    )
-                    cell_stats[0, t, :n].copy_(mean)
-                    cell_stats[1, t, :n].copy_(rstd)
-                    torch.tanh(c_norm, out=s)
-                else:
-                    torch.tanh(c_hat, out=s)
-
+                    native.forward(x_t, z, a, c_prev, c, s, target)
                 if proj:
-                    r = torch.mul(a_o, s, out=pre_proj_s[t][:n])
-                    h_new = project(r)
-                    if zoneout_h is None:
-                        h.copy_(h_new)
-                else:
-                    h_new = torch.mul(a_o, s, out=h) if zoneout_h is None else a_o * s
-                if zoneout_h is not None:
-                    keep_h = zh_steps[t][:n] if zh_steps is not None else zoneout_h
-                    torch.lerp(h_new, h_prev, keep_h, out=h)
+                    h.copy_(project(target))
                 h_prev, c_prev = out_s[t], cells_s[t]
+                continue
 
-        if batch_sizes is None:
-            h_n, c_n = out[-1].clone(), cells[-1].clone()
-            last = None
-        else:
-            last = _last_steps(batch_sizes, batch, xp.device)
-            rows = torch.arange(batch, device=xp.device)
-            h_n, c_n = out[last, rows], cells[last, rows]
+            if ln:
+                z, mean, rstd = torch.native_layer_norm(z, (gate_size,), ln_hh, None, eps)
+                rec_stats[0, t, :n].copy_(mean)
+                rec_stats[1, t, :n].copy_(rstd)
+            torch.add(x_t, z, out=a)
+            if peephole is not None:
+                if_s[t][:n].addcmul_(peephole[:2], c_prev.unsqueeze(1)).sigmoid_()
+            else:
+                oif_s[t][:n].sigmoid_()
+            a_g.tanh_()
 
-        saved = {
-            "h0": h0, "c0": c0, "weight_hh": weight_hh, "weight_hr": weight_hr,
-            "peephole": peephole, "ln_hh": ln_hh, "ln_cell_weight": ln_cell_weight,
-            "ln_cell_bias": ln_cell_bias, "recurrent_mask": recurrent_mask,
-            "zoneout_h": zoneout_h if isinstance(zoneout_h, Tensor) else None,
-            "zoneout_c": zoneout_c if isinstance(zoneout_c, Tensor) else None,
-            "acts": acts, "cells": cells, "fresh": fresh, "tanh_cells": tanh_cells, "out": out,
-            "pre_proj": pre_proj, "rec_pre_ln": rec_pre_ln, "rec_stats": rec_stats,
-            "cell_stats": cell_stats, "last": last, "xp_raw": xp_raw, "in_stats": in_stats,
-            "ln_ih": ln_ih, "ln_ih_bias": ln_ih_bias,
-        }  # fmt: skip
-        ctx.save_for_backward(*(saved[name] for name in SAVED))
-        ctx.zoneout_rates = tuple(
-            None if isinstance(z, Tensor) else z for z in (zoneout_h, zoneout_c)
-        )
-        ctx.batch_sizes = batch_sizes
-        ctx.native = native
-        ctx.loop_in_c = loop_in_c  # the backward takes the same path (switches may change)
-        return out, h_n, c_n
+            c_hat = fresh_s[t][:n] if n < batch else fresh_s[t]
+            torch.mul(a_f, c_prev, out=c_hat)
+            c_hat.addcmul_(a_i, a_g)
+            if zoneout_c is not None:
+                keep_c = zc_steps[t][:n] if zc_steps is not None else zoneout_c
+                torch.lerp(c_hat, c_prev, keep_c, out=c)
+            if peephole is not None:
+                a_o.addcmul_(peephole[2], c_hat).sigmoid_()
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor, grad_h_n: Tensor, grad_c_n: Tensor):
-        v = SimpleNamespace(**dict(zip(SAVED, ctx.saved_tensors, strict=True)))
-        for name, rate in zip(("zoneout_h", "zoneout_c"), ctx.zoneout_rates, strict=True):
-            if rate is not None:
-                setattr(v, name, rate)
-        grads = SimpleNamespace(h_n=grad_h_n, c_n=grad_c_n)
-        if v.last is None:
-            grads.out = grad_out  # grad_h_n is added at the last step
-        else:
-            grads.out = grad_out.clone(memory_format=torch.contiguous_format)
-            rows = torch.arange(grad_out.shape[1], device=v.last.device)
-            grads.out.index_put_((v.last, rows), grad_h_n, accumulate=True)
+            if ln_cell_weight is not None:
+                c_norm, mean, rstd = torch.native_layer_norm(
+                    c_hat, (hidden,), ln_cell_weight, ln_cell_bias, eps
+                )
+                cell_stats[0, t, :n].copy_(mean)
+                cell_stats[1, t, :n].copy_(rstd)
+                torch.tanh(c_norm, out=s)
+            else:
+                torch.tanh(c_hat, out=s)
 
-        if ctx.native is not None:
-            buffers = _backward_native(ctx.native, v, grads, ctx.batch_sizes, ctx.loop_in_c)
-        else:
-            buffers = _backward_torch(v, grads, ctx.batch_sizes)
-        grad_xp, grad_ln_ih, grad_ln_ih_bias = _input_norm_grads(ctx.needs_input_grad, v, buffers)
-        return (
-            grad_xp,
-            buffers.carry_h,
-            buffers.carry_c,
-            *_parameter_grads(ctx.needs_input_grad, v, buffers),
-            None,
-            None,
-            None,
-            None,
-            grad_ln_ih,
-            grad_ln_ih_bias,
-            None,
-        )
+            if proj:
+                r = torch.mul(a_o, s, out=pre_proj_s[t][:n])
+                h_new = project(r)
+                if zoneout_h is None:
+                    h.copy_(h_new)
+            else:
+                h_new = torch.mul(a_o, s, out=h) if zoneout_h is None else a_o * s
+            if zoneout_h is not None:
+                keep_h = zh_steps[t][:n] if zh_steps is not None else zoneout_h
+                torch.lerp(h_new, h_prev, keep_h, out=h)
+            h_prev, c_prev = out_s[t], cells_s[t]
+
+    if batch_sizes is None:
+        h_n, c_n = out[-1].clone(), cells[-1].clone()
+        last = None
+    else:
+        last = _last_steps(batch_sizes, batch, xp.device)
+        rows = torch.arange(batch, device=xp.device)
+        h_n, c_n = out[last, rows], cells[last, rows]
+
+    if batch_sizes is None:
+        h_n, c_n = out[-1].clone(), cells[-1].clone()
+    else:
+        last = _last_steps(batch_sizes, batch, xp.device)
+        rows = torch.arange(batch, device=xp.device)
+        h_n, c_n = out[last, rows], cells[last, rows]
+    if not keep:
+        return out, h_n, c_n, SavedBuffers()
+    saved = SavedBuffers(
+        acts=acts, cells=cells, fresh=None if fresh is cells else fresh, tanh_cells=tanh_cells,
+        pre_proj=pre_proj, rec_pre_ln=rec_pre_ln, rec_stats=rec_stats, cell_stats=cell_stats,
+        in_stats=in_stats,
+    )  # fmt: skip
+    return out, h_n, c_n, saved
+
+
+def layer_backward(
+    inputs: LayerInputs,
+    output: Tensor,
+    saved: SavedBuffers,
+    grad_out: Tensor,
+    grad_h_n: Tensor,
+    grad_c_n: Tensor,
+    needs: dict[str, bool],
+) -> dict[str, Tensor | None]:
+    """One layer, one direction, backward: the gradients of the `GRADIENT_INPUTS` that
+    ``needs`` asks for (None for the others), from the forward's ``output`` and `SavedBuffers`.
+    Runs the C time loop where the forward could have (same buffers either way)."""
+    xp = inputs.xp
+    v = SimpleNamespace(**inputs._asdict(), **saved._asdict())
+    v.h0, v.c0 = inputs.h0.contiguous(), inputs.c0.contiguous()
+    v.out = output
+    if v.fresh is None:
+        v.fresh = v.cells
+    v.zoneout_h = inputs.zoneout_h if inputs.zoneout_h is not None else inputs.zoneout_h_rate
+    v.zoneout_c = inputs.zoneout_c if inputs.zoneout_c is not None else inputs.zoneout_c_rate
+    v.zoneout_h = None if isinstance(v.zoneout_h, float) and v.zoneout_h == 0 else v.zoneout_h
+    v.zoneout_c = None if isinstance(v.zoneout_c, float) and v.zoneout_c == 0 else v.zoneout_c
+    v.xp_raw = xp if inputs.ln_ih is not None else None
+    batch_sizes = None if inputs.batch_sizes is None else inputs.batch_sizes.tolist()
+    v.last = None
+    grads = SimpleNamespace(h_n=grad_h_n, c_n=grad_c_n)
+    if batch_sizes is None:
+        grads.out = grad_out  # grad_h_n is added at the last step
+    else:
+        v.last = _last_steps(batch_sizes, xp.shape[1], xp.device)
+        grads.out = grad_out.clone(memory_format=torch.contiguous_format)
+        rows = torch.arange(grad_out.shape[1], device=xp.device)
+        grads.out.index_put_((v.last, rows), grad_h_n, accumulate=True)
+
+    simple = inputs.peephole is None and inputs.recurrent_mask is None
+    simple = simple and v.zoneout_h is None and v.zoneout_c is None
+    native = _native_for(xp, simple)
+    if native is not None:
+        loop_in_c = _native_loop(native, xp, inputs.weight_hh)
+        buffers = _backward_native(native, v, grads, batch_sizes, loop_in_c)
+    else:
+        buffers = _backward_torch(v, grads, batch_sizes)
+    result = dict.fromkeys(GRADIENT_INPUTS)
+    result["xp"], result["ln_ih"], result["ln_ih_bias"] = _input_norm_grads(needs, v, buffers)
+    result["h0"], result["c0"] = buffers.carry_h, buffers.carry_c
+    result.update(_parameter_grads(needs, v, buffers))
+    return {name: grad if needs[name] else None for name, grad in result.items()}
 
 
 def _buffer(like: Tensor, *shape: int, zero: bool = False) -> Tensor:
@@ -431,18 +476,18 @@ def _buffer(like: Tensor, *shape: int, zero: bool = False) -> Tensor:
 
 
 def _native_for(xp: Tensor, simple: bool) -> Kernels | None:
-    if not (USE_NATIVE and simple):
+    if not (settings.native and simple):
         return None
     native = native_kernels()
     return native if native is not None and native.supports(xp) else None
 
 
 def _native_loop(native: Kernels, x: Tensor, weight_hh: Tensor) -> bool:
-    """Whether the whole time loop runs in C (see `NATIVE_LOOP_MAX_MACS`)."""
-    if not (USE_NATIVE_LOOP and native.supports_sequence(x)):
+    """Whether the whole time loop runs in C (see ``settings.native_loop_max_macs``)."""
+    if not native.supports_sequence(x):
         return False
     own_gemm = native.blas(x.dtype).panel is not None
-    return own_gemm or x.shape[1] * weight_hh.numel() <= NATIVE_LOOP_MAX_MACS
+    return own_gemm or x.shape[1] * weight_hh.numel() <= settings.native_loop_max_macs
 
 
 def _contiguous(t: Tensor | None) -> Tensor | None:
@@ -456,7 +501,7 @@ def _sizes_tensor(batch_sizes: list[int] | None) -> Tensor | None:
 def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
     """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
     with full batches every row is written, so no zero fill is needed. The ones the backward
-    only reduces (never returns) are workspace (see `REUSE_WORKSPACE`); ``pre`` is returned as
+    only reduces (never returns) are workspace (``settings.reuse_workspace``); ``pre`` is returned as
     ``xp``'s gradient unless an input layer norm stands between them."""
     zero = batch_sizes is not None
 
@@ -464,7 +509,8 @@ def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -
         return torch.zeros_like(t) if zero else torch.empty_like(t)
 
     def scratch(t: Tensor, name: str) -> Tensor:
-        return _workspace(t, name, zero) if REUSE_WORKSPACE and t.device.type == "cpu" else new(t)
+        keep = settings.reuse_workspace and t.device.type == "cpu"
+        return _workspace(t, name, zero) if keep else new(t)
 
     return SimpleNamespace(
         # d loss / d pre-activations (= d xp), internal order
@@ -492,13 +538,17 @@ def _workspace(like: Tensor, name: str, zero: bool) -> Tensor:
     count = like.numel()
     flat = buffers.get(key)
     if flat is None or flat.numel() < count:
-        flat = buffers[key] = like.new_empty(count)
+        buffers.pop(key, None)
+        flat = like.new_empty(count)
+        kept = sum(b.numel() * b.element_size() for b in buffers.values())
+        if kept + flat.numel() * flat.element_size() <= settings.workspace_limit_mb << 20:
+            buffers[key] = flat  # else used once and freed: the bound holds
     out = flat[:count].view(like.shape)
     return out.zero_() if zero else out
 
 
 def release_workspace() -> None:
-    """Free this thread's kept backward buffers (see `REUSE_WORKSPACE`), e.g. after training
+    """Free this thread's kept backward buffers (``settings.reuse_workspace``), e.g. after training
     a large model in a process that goes on to other work."""
     _WORKSPACE.__dict__.pop("buffers", None)
 
@@ -666,31 +716,31 @@ def _backward_torch(v, grads, batch_sizes) -> SimpleNamespace:
     return b
 
 
-def _input_norm_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
+def _input_norm_grads(need: dict[str, bool], v, b) -> tuple[Tensor | None, ...]:
     """Gradients of ``xp``, ``ln_ih`` and ``ln_ih_bias``. ``b.pre`` is the gradient of the
     pre-activations; without the input layer norm that is ``xp``'s."""
     if v.ln_ih is None:
         return b.pre, None, None
-    need_bias = v.ln_ih_bias is not None and need[14]
+    need_bias = v.ln_ih_bias is not None and need["ln_ih_bias"]
     if b.input is not None:  # the C loop did the layer norm's backward for xp
-        grad_gain = _layer_norm_gain_grad(b.pre, v.xp_raw, v.in_stats) if need[13] else None
+        grad_gain = _layer_norm_gain_grad(b.pre, v.xp_raw, v.in_stats) if need["ln_ih"] else None
         grad_bias = b.pre.sum((0, 1)) if need_bias else None
         return b.input, grad_gain, grad_bias
     grad_xp, grad_gain, grad_bias = torch.ops.aten.native_layer_norm_backward(
         b.pre, v.xp_raw, [v.xp_raw.shape[-1]], v.in_stats[0], v.in_stats[1], v.ln_ih,
-        v.ln_ih_bias, [need[0], need[13], need_bias],
+        v.ln_ih_bias, [need["xp"], need["ln_ih"], need_bias],
     )  # fmt: skip
     return grad_xp, grad_gain, grad_bias
 
 
-def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
+def _parameter_grads(need: dict[str, bool], v, b) -> dict[str, Tensor | None]:
     """Gradients of weight_hh, weight_hr, peephole and the layer-norm parameters: one reduction
-    over all steps each. Returns them in the forward's argument order."""
+    over all steps each, by name."""
     steps, _, gate_size = v.acts.shape
     hidden, state = gate_size // 4, v.h0.shape[-1]
     grad_rec = b.rec if b.rec is not None else b.pre
     grad_w_hh = grad_w_hr = grad_peephole = grad_ln_hh = grad_ln_cw = grad_ln_cb = None
-    if need[3]:  # sum_t dz_t^T (h_{t-1} * mask), with h_{-1} = h0
+    if need["weight_hh"]:  # sum_t dz_t^T (h_{t-1} * mask), with h_{-1} = h0
         mask = v.recurrent_mask
         h_first = v.h0 if mask is None else v.h0 * mask
         grad_w_hh = grad_rec[0].t().mm(h_first)
@@ -699,23 +749,26 @@ def _parameter_grads(need: tuple[bool, ...], v, b) -> tuple[Tensor | None, ...]:
             grad_w_hh = t_matmul(
                 grad_rec[1:].reshape(-1, gate_size), h_rest.reshape(-1, state), grad_w_hh
             )
-    if b.proj_in is not None and need[4]:
+    if b.proj_in is not None and need["weight_hr"]:
         grad_w_hr = t_matmul(b.proj_in.reshape(-1, state), v.pre_proj.reshape(-1, hidden))
-    if v.peephole is not None and need[5]:
+    if v.peephole is not None and need["peephole"]:
         d_o, d_i, d_f, _ = b.pre.split(hidden, dim=-1)
         d_if = torch.stack((d_i, d_f), dim=2)  # (T, B, 2, H)
         grad_if = (d_if[0] * v.c0.unsqueeze(1)).sum(0)
         if steps > 1:
             grad_if += (d_if[1:] * v.cells[:-1].unsqueeze(2)).sum((0, 1))
         grad_peephole = torch.cat((grad_if, (d_o * v.fresh).sum((0, 1)).unsqueeze(0)))
-    if v.ln_hh is not None and need[6]:
+    if v.ln_hh is not None and need["ln_hh"]:
         grad_ln_hh = _layer_norm_gain_grad(b.pre, v.rec_pre_ln, v.rec_stats)
     if v.ln_cell_weight is not None:
-        if need[7]:
+        if need["ln_cell_weight"]:
             grad_ln_cw = _layer_norm_gain_grad(b.cell_norm, v.fresh, v.cell_stats)
-        if need[8]:
+        if need["ln_cell_bias"]:
             grad_ln_cb = b.cell_norm.sum((0, 1))
-    return grad_w_hh, grad_w_hr, grad_peephole, grad_ln_hh, grad_ln_cw, grad_ln_cb
+    return {
+        "weight_hh": grad_w_hh, "weight_hr": grad_w_hr, "peephole": grad_peephole,
+        "ln_hh": grad_ln_hh, "ln_cell_weight": grad_ln_cw, "ln_cell_bias": grad_ln_cb,
+    }  # fmt: skip
 
 
 def _layer_norm_gain_grad(grad: Tensor, x: Tensor, stats: Tensor) -> Tensor:
@@ -725,7 +778,7 @@ def _layer_norm_gain_grad(grad: Tensor, x: Tensor, stats: Tensor) -> Tensor:
     mean, rstd = (s.reshape(-1) for s in stats)
     features = grad.shape[-1]
     grad, x = grad.reshape(-1, features), x.reshape(-1, features)
-    native = native_kernels() if USE_NATIVE else None
+    native = native_kernels() if settings.native else None
     if native is not None and native.supports(grad):  # one pass, no temporary
         return native.ln_gain_grad(grad, x, torch.stack((mean, rstd)))
     return (grad * x).t().mv(rstd) - grad.t().mv(mean * rstd)

@@ -1,39 +1,37 @@
-"""Optional native kernels for the fused path: the plain LSTM's per-step elementwise work in C.
+"""Native kernels for the fused path on CPU: the LSTM's per-step elementwise work and whole
+time loops in C.
 
 On CPU a step of a hand-written LSTM is a GEMM plus ~10 small elementwise ops, each paying a
 dispatch and a pass over memory. `_kernels.c` does all of a step's elementwise work in one
-vectorised loop each way. It is compiled at first use with the system C compiler (``$CC`` or
-``cc``; a fraction of a second) into a cache folder (``$LSTMKIT_CACHE_DIR``, default
-``~/.cache/lstmkit``) and loaded with ctypes, so there is no build step and nothing to install.
+vectorised loop each way. ``pip install`` compiles it into the package, one library per vector
+ISA (AVX-512, AVX2, portable x86-64; NEON on aarch64: `lstmkit.nn.kernel_build`), and
+`kernels()` loads the best build this CPU runs through ctypes. A source tree without a build
+compiles it at first use with the system C compiler (``$CC`` or ``cc``) into
+``settings.cache_dir``. The log says which build loaded.
 
 It also holds whole time loops (`Kernels.sequence_forward`/`sequence_backward`). Their per-step
-GEMMs go through lstmkit's own float32 GEMM where the kernels are built for AVX-512, AVX2 or NEON (weights
-packed once per call into 32-column panels; near the FMA peak at LSTM shapes, where MKL's GEMM
+GEMMs go through lstmkit's own float32 GEMM where the kernels are built for AVX-512, AVX2 or NEON
+(weights packed once per call into panels; near the FMA peak at LSTM shapes, where MKL's GEMM
 reaches under half of it on AMD CPUs), else through the BLAS that torch's own library exports
 (MKL's ``sgemm_``/``dgemm_`` and, for float32, its packed-matrix API in the x86-64 wheels). Each
 binding is checked against ``torch.mm`` when the kernels load. Batch rows never interact, so with
 the own GEMM (no threads of its own) a loop runs disjoint row ranges on ``torch.get_num_threads()``
 threads (`row_ranges`; ctypes releases the GIL). The weight gradients' long reductions over all
 steps use the same GEMM (`Kernels.weight_grad`). Where torch exports no BLAS and the own GEMM is
-not built, or with ``LSTMKIT_NATIVE_LOOP=0``, the loop stays in Python
+not built, or with ``settings.native_loop`` off, the loop stays in Python
 (`Kernels.supports_sequence` is False).
 
-Without a compiler, on a CPU other than x86-64/aarch64 Linux or macOS, or with
-``LSTMKIT_NATIVE=0``, `kernels()` returns ``None`` and the fused path uses torch ops — the same
-numbers (tested), slower.
+Without a build or a compiler, or on a system other than Linux or macOS, `kernels()` returns
+``None`` and the fused path uses torch ops: the same numbers (tested), slower. The switches are in
+`lstmkit.nn.settings`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import itertools
 import logging
-import os
 import platform
-import shutil
-import subprocess
-import tempfile
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,51 +40,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import kernel_build
+from .settings import settings
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_kernels.c")
-
-# lstmkit's own float32 GEMM (AVX-512/AVX2/NEON builds) for the C loops' per-step products and the weight
-# gradients; off, they use torch's BLAS (MKL) single-threaded, as before it existed. Benchmarks
-# and tests switch it; ``LSTMKIT_NATIVE_GEMM=0`` keeps it from being loaded at all.
-USE_OWN_GEMM = True
-
-# Row-parallel time loops: below this many multiply-adds per call (all steps), or with fewer
-# rows per thread, the thread hand-off (~20 us) costs more than it saves.
-PARALLEL_MIN_MACS = 1 << 22
-PARALLEL_MIN_ROWS = 4
-
-
-def _isa_flags() -> list[str]:
-    """Vector ISA flags for this CPU, from what torch itself dispatches to."""
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return []
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability == "AVX512":
-        return ["-mavx512f", "-mavx512dq", "-mavx2", "-mfma"]
-    if capability == "AVX2":
-        return ["-mavx2", "-mfma"]
-    return []
-
-
-def _compile(target: Path, flags: list[str]) -> None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise RuntimeError("no C compiler found (set CC or install gcc/clang)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    openmp = [flag for flag in flags if flag == "-fopenmp"]
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        obj, built = Path(tmp) / "kernels.o", Path(tmp) / target.name
-        # Compile and link separately: -ffast-math on the link line would add crtfastmath.o,
-        # which flushes denormals to zero for the whole process when the library loads.
-        for cmd in (
-            [compiler, *flags, "-c", str(SOURCE), "-o", str(obj)],
-            [compiler, "-shared", str(obj), "-o", str(built), "-lm", *openmp],
-        ):
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
-        os.replace(built, target)  # atomic: concurrent processes never load a half-written file
 
 
 class Kernels:
@@ -101,6 +60,7 @@ class Kernels:
         # Row ranges run in parallel only where the library is built with OpenMP and shares
         # torch's own OpenMP runtime (its threads, its thread count).
         self.parallel = bool(library.lstm_parallel()) and _one_openmp_runtime()
+        self.origin = ""  # which build, from where (set by `kernels()`, for the log)
         pointer, size = ctypes.c_void_p, ctypes.c_long
         for dtype, suffix, real in (
             (torch.float32, "f32", ctypes.c_float),
@@ -164,11 +124,13 @@ class Kernels:
 
     def supports_sequence(self, t: Tensor) -> bool:
         """Whether `sequence_forward`/`sequence_backward` run for ``t``'s device and dtype."""
+        if not settings.native_loop:
+            return False
         return t.device.type == "cpu" and self._choice(t.dtype) is not None
 
     def _choice(self, dtype: torch.dtype) -> Blas | None:
         for functions in self._blas.get(dtype, []):
-            if USE_OWN_GEMM or functions.panel is None:
+            if settings.own_gemm or functions.panel is None:
                 return functions
         return None
 
@@ -207,7 +169,7 @@ class Kernels:
 
     def supports_weight_grad(self, t: Tensor) -> bool:
         """Whether `weight_grad` runs for ``t``'s device and dtype (float32, own GEMM)."""
-        own = self._tn is not None and USE_OWN_GEMM
+        own = self._tn is not None and settings.own_gemm
         return own and t.device.type == "cpu" and t.dtype == torch.float32
 
     def weight_grad(self, a: Tensor, b: Tensor, accumulate_into: Tensor | None = None) -> Tensor:
@@ -240,7 +202,7 @@ class Kernels:
         (mean, rstd): a layer norm's gain gradient in one pass, rows split over threads."""
         rows, features = grad.shape
         grad, x, stats = grad.contiguous(), x.contiguous(), stats.contiguous()
-        parts = self._parts(rows // PARALLEL_MIN_ROWS, rows * features)
+        parts = self._parts(rows // settings.parallel_min_rows, rows * features)
         bounds = _bounds(row_ranges(rows, None, parts))
         partial_sums = grad.new_zeros(len(bounds) - 1, features)
         self._ln_gain_grad[grad.dtype](
@@ -251,8 +213,8 @@ class Kernels:
 
     def _parts(self, most: int, macs: int) -> int:
         """How many row ranges to run in parallel: ``torch.get_num_threads()``, at most
-        ``most``, and 1 without OpenMP or below `PARALLEL_MIN_MACS` multiply-adds."""
-        if not self.parallel or macs < PARALLEL_MIN_MACS:
+        ``most``, and 1 without OpenMP or below ``settings.parallel_min_macs`` multiply-adds."""
+        if not self.parallel or macs < settings.parallel_min_macs:
             return 1
         return max(1, min(torch.get_num_threads(), most))
 
@@ -262,7 +224,7 @@ class Kernels:
 
     def blas(self, dtype: torch.dtype) -> Blas:
         """The checked GEMM functions the C loops use for ``dtype`` (see `supports_sequence`):
-        lstmkit's own GEMM where it is built and `USE_OWN_GEMM` is on, else torch's BLAS."""
+        lstmkit's own GEMM where it is built and ``settings.own_gemm`` is on, else torch's BLAS."""
         choice = self._choice(dtype)
         if choice is None:
             raise KeyError(f"no checked GEMM for {dtype} (see supports_sequence)")
@@ -350,7 +312,7 @@ class Kernels:
         that has no threads of its own, ranges of about equal work (see `row_ranges`)."""
         parts = 1
         if blas.thread_safe:
-            parts = self._parts(batch // PARALLEL_MIN_ROWS, steps * batch * macs_per_row)
+            parts = self._parts(batch // settings.parallel_min_rows, steps * batch * macs_per_row)
         return _bounds(row_ranges(batch, batch_sizes, parts))
 
     def forward(
@@ -541,9 +503,7 @@ def _torch_blas() -> dict[torch.dtype, Blas]:
 
 def _panel_blas(library: ctypes.CDLL) -> Blas | None:
     """lstmkit's own float32 GEMM from the compiled kernels (vector ISA builds), or None."""
-    if os.environ.get("LSTMKIT_NATIVE_GEMM", "1") == "0" or not hasattr(
-        library, "lstm_panel_gemm_f32"
-    ):
+    if not hasattr(library, "lstm_panel_gemm_f32"):
         return None
     pack = library.lstm_panel_pack_f32
     pointer, size = ctypes.c_void_p, ctypes.c_long
@@ -556,45 +516,57 @@ def _shared_suffix() -> str:
     return ".dylib" if platform.system() == "Darwin" else ".so"
 
 
-def _build_and_load(builds: list[list[str]]) -> ctypes.CDLL:
-    """The library of the first set of compiler flags that compiles and loads (cached by
-    source and flags); the last one's error if none does."""
-    cache_dir = Path(os.environ.get("LSTMKIT_CACHE_DIR", Path.home() / ".cache" / "lstmkit"))
-    for i, flags in enumerate(builds):
-        key = hashlib.sha256((SOURCE.read_text() + " ".join(flags)).encode()).hexdigest()[:16]
-        target = cache_dir / f"lstm_kernels-{key}.so"
-        try:
-            if not target.exists():
-                _compile(target, flags)
-            return ctypes.CDLL(str(target))
-        except (OSError, RuntimeError):
-            if i == len(builds) - 1:
-                raise
-    raise RuntimeError("no build flags given")
+INSTALLED_DIR = Path(__file__).with_name("_lib")
+
+
+def runnable_variants() -> list[str]:
+    """The ISA builds this CPU runs, best first (from what torch itself dispatches to)."""
+    names = list(kernel_build.variants())
+    if kernel_build.machine() != "x86_64":
+        return names
+    capability = torch.backends.cpu.get_cpu_capability()
+    runnable = {"AVX512": names, "AVX2": names[1:]}.get(capability, names[2:])
+    return [name for name in names if name in runnable]
+
+
+def _load(candidates: list[str]) -> tuple[ctypes.CDLL, str]:
+    """The best build that loads: installed with the package (``pip install`` built it) where
+    its source hash matches, else compiled now into `settings.cache_dir` (a source tree without a
+    build). Returns the library and where it came from, for the log."""
+    digest = kernel_build.source_hash()
+    for variant in candidates:
+        installed = INSTALLED_DIR / kernel_build.library_name(variant, digest)
+        if installed.exists():
+            try:
+                return ctypes.CDLL(str(installed)), f"{variant} build, installed ({installed})"
+            except OSError as error:
+                log.info("installed kernels %s do not load: %s", installed.name, error)
+    variant = candidates[0]
+    target = settings.cache_dir / kernel_build.library_name(variant, digest)
+    if not target.exists():
+        kernel_build.compile_library(target, kernel_build.variants()[variant])
+    return ctypes.CDLL(str(target)), f"{variant} build, compiled at first use ({target})"
 
 
 @cache
 def kernels() -> Kernels | None:
-    """The compiled kernels, or ``None`` when they cannot be had here (logged once)."""
-    if os.environ.get("LSTMKIT_NATIVE", "1") == "0":
-        return None
+    """The compiled kernels, or ``None`` when they cannot be had here (logged once, with the
+    build that loaded or the reason)."""
     if platform.system() not in ("Linux", "Darwin"):
+        log.info("lstmkit native kernels: none for %s, using torch ops", platform.system())
         return None
-    base = ["-O3", "-ffast-math", "-fPIC", *_isa_flags()]
-    # OpenMP where the library can share torch's libgomp (Linux wheels); without it (or if the
-    # compiler has none) the same source builds with OpenMP's SIMD pragmas only.
-    builds = [[*base, "-fopenmp"]] if platform.system() == "Linux" else []
-    builds.append([*base, "-fopenmp-simd"])
     try:
-        library = _build_and_load(builds)
+        library, origin = _load(runnable_variants())
         candidates: dict[torch.dtype, list[Blas]] = {}
-        if os.environ.get("LSTMKIT_NATIVE_LOOP", "1") != "0":
-            panel = _panel_blas(library)
-            if panel is not None:
-                candidates[torch.float32] = [panel]
-            for dtype, blas in _torch_blas().items():
-                candidates.setdefault(dtype, []).append(blas)
-        return Kernels(library, candidates)
+        panel = _panel_blas(library)
+        if panel is not None:
+            candidates[torch.float32] = [panel]
+        for dtype, blas in _torch_blas().items():
+            candidates.setdefault(dtype, []).append(blas)
+        loaded = Kernels(library, candidates)
     except (OSError, RuntimeError) as error:
         log.warning("lstmkit native kernels unavailable, using torch ops (slower): %s", error)
         return None
+    loaded.origin = origin
+    log.info("lstmkit native kernels: %s", origin)
+    return loaded

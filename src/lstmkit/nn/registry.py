@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from torch import nn
 
+from .auto import AutoLSTM
 from .cudnn import CudnnLSTM
 from .custom import CustomLSTM
-
-log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {"custom": CustomLSTM, "cudnn": CudnnLSTM}
 BACKEND_NAMES = ("auto", *BACKENDS)
@@ -40,9 +38,10 @@ def build_lstm(backend: str = "auto", **kwargs) -> nn.Module:
     """Build a recurrent core by backend name.
 
     Args:
-        backend: ``"custom"`` (`CustomLSTM`), ``"cudnn"`` (`CudnnLSTM`), or ``"auto"``: cuDNN
-            unless a custom-only option (``layer_norm``, ``peephole``, ``recurrent_dropout``,
-            ``zoneout``, ``implementation``) is asked for; the choice and its reason are logged.
+        backend: ``"custom"`` (`CustomLSTM`), ``"cudnn"`` (`CudnnLSTM`), or ``"auto"``
+            (`AutoLSTM`: the same weights as both, each call on the fastest engine for its
+            device, dtype, ``lengths`` and options — the custom fused path on a CPU, cuDNN for
+            a plain LSTM on CUDA; each choice and its reason are logged once).
         **kwargs: the core's constructor arguments (torch.nn.LSTM's plus the options).
 
     Raises:
@@ -55,13 +54,7 @@ def build_lstm(backend: str = "auto", **kwargs) -> nn.Module:
         )
     custom_options = _asked_custom_options(kwargs)
     if backend == "auto":
-        backend = "custom" if custom_options else "cudnn"
-        reason = (
-            f"custom-only option(s) {', '.join(custom_options)} asked for"
-            if custom_options
-            else "no custom-only option asked for"
-        )
-        log.info("build_lstm(backend='auto') chose %r: %s", backend, reason)
+        return AutoLSTM(**kwargs)
     if backend == "cudnn":
         if custom_options:
             raise ValueError(

@@ -1,0 +1,105 @@
+"""How `_kernels.c` is compiled: one source of truth for the install-time build and the
+first-use fallback.
+
+Imported by ``hatch_build.py`` (at ``pip install``, where torch may not be importable), so it
+imports nothing but the standard library. The package ships one library per vector ISA
+(`variants`); `lstmkit.nn.native` loads the best one this CPU runs. Library names carry a hash of
+the source, so a library built from an older ``_kernels.c`` is never loaded by mistake.
+
+No finite-math assumptions: NaN and ±Inf flow through the kernels as through torch's ops. The
+vector ``exp`` comes from glibc's libmvec, declared in the source itself (``-ffast-math`` would
+otherwise be needed for GCC to call it, and it would let the compiler drop NaN checks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("_kernels.c")
+COMMON_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fPIC"]
+# Each build's ISA flags, best first. The names are also what `lstmkit.nn.native` logs.
+X86_VARIANTS = {
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
+    "avx2": ["-mavx2", "-mfma"],
+    "portable": [],
+}
+ARM_VARIANTS = {"neon": []}  # NEON is part of the aarch64 baseline
+
+
+def machine() -> str:
+    name = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(name, name)
+
+
+def variants(arch: str | None = None) -> dict[str, list[str]]:
+    """ISA builds for ``arch`` (default: this machine), best first; ``{}`` where none is made."""
+    arch = arch or machine()
+    if arch == "x86_64":
+        return dict(X86_VARIANTS)
+    if arch == "aarch64":
+        return dict(ARM_VARIANTS)
+    return {"portable": []}
+
+
+def source_hash(source: Path = SOURCE) -> str:
+    return hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+
+
+def library_name(variant: str, digest: str) -> str:
+    suffix = ".dylib" if platform.system() == "Darwin" else ".so"
+    return f"lstm_kernels-{variant}-{digest}{suffix}"
+
+
+def find_compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def compile_library(target: Path, isa_flags: list[str], compiler: str | None = None) -> None:
+    """Compile `SOURCE` into ``target`` with OpenMP if the compiler has it (Linux: it links the
+    ``libgomp.so.1`` torch's wheel loads, so the loops run on torch's own threads), else with
+    OpenMP's SIMD pragmas only. Raises ``RuntimeError`` with the compiler's message."""
+    compiler = compiler or find_compiler()
+    if compiler is None:
+        raise RuntimeError("no C compiler found (set CC or install gcc/clang)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    openmp_choices = [["-fopenmp"], ["-fopenmp-simd"]]
+    if platform.system() != "Linux":
+        openmp_choices = openmp_choices[1:]
+    errors = []
+    for openmp in openmp_choices:
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            built = Path(tmp) / target.name
+            command = [compiler, *COMMON_FLAGS, *isa_flags, *openmp, "-shared", str(SOURCE)]
+            command += ["-o", str(built), "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                os.replace(built, target)  # atomic: another process never loads half a file
+                return
+            errors.append(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+    raise RuntimeError("\n".join(errors))
+
+
+def build_all(out_dir: Path, compiler: str | None = None) -> list[Path]:
+    """Every ISA build of this machine's architecture into ``out_dir``; returns the libraries
+    built (those the compiler cannot build, e.g. an old compiler without AVX-512, are left
+    out). Libraries of older sources in ``out_dir`` are removed."""
+    digest = source_hash()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("lstm_kernels-*"):
+        if not old.name.endswith(digest + old.suffix):
+            old.unlink()
+    built = []
+    for variant, isa_flags in variants().items():
+        target = out_dir / library_name(variant, digest)
+        try:
+            compile_library(target, isa_flags, compiler)
+        except RuntimeError:
+            continue
+        built.append(target)
+    return built

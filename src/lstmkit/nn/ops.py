@@ -1,0 +1,251 @@
+"""The fused layer as PyTorch operators: ``torch.ops.lstmkit.lstm_layer`` and its backward.
+
+`run_layer` is what `CustomLSTM` calls for each layer and direction. The forward and the
+backward are ``torch.library`` custom ops, so the rest of PyTorch sees them as operators:
+
+* **implementations**: one for every device, `lstmkit.nn.fused` (the C time loop on CPU where it
+  applies, else torch ops); a fake (shape-only) implementation for ``torch.compile``,
+  ``torch.export`` and FakeTensor tracing, from the same shape rule (`fused.saved_shapes`);
+* **autograd**: the backward op, with ``grad_output`` of unused outputs never materialised;
+  when the backward itself runs with grad mode on (``create_graph=True``: gradient penalties,
+  meta-learning, ``gradgradcheck``), the gradients are recomputed through the differentiable
+  `lstmkit.nn.composite` layer instead, so gradients of gradients are exact, never zero;
+* **torch.func** transforms and empty batches take the composite layer directly (see
+  `run_layer`); a ``vmap`` over the backward alone (``gradcheck(check_batched_grad=True)``)
+  runs the op once per batch entry through PyTorch's fallback.
+
+Optional results cross the operator boundary as empty tensors (an operator returns tensors
+only); `run_layer` and the autograd formula turn them back into None.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import composite
+from .fused import (
+    GRADIENT_INPUTS,
+    LayerInputs,
+    SavedBuffers,
+    functorch_active,
+    layer_backward,
+    layer_forward,
+    saved_shapes,
+)
+
+_INPUT_NAMES = LayerInputs._fields
+_SAVED_NAMES = SavedBuffers._fields
+_TENSOR_INPUTS = tuple(n for n in _INPUT_NAMES if n not in ("zoneout_h_rate", "zoneout_c_rate"))
+_T = Tensor
+ForwardResult = tuple[_T, _T, _T, _T, _T, _T, _T, _T, _T, _T, _T, _T]
+BackwardResult = tuple[_T, _T, _T, _T, _T, _T, _T, _T, _T, _T, _T]
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
+
+
+def _or_empty(tensor: Tensor | None, like: Tensor) -> Tensor:
+    return _empty(like) if tensor is None else tensor.contiguous()
+
+
+def _or_none(tensor: Tensor) -> Tensor | None:
+    return None if tensor.numel() == 0 and tensor.dim() == 1 else tensor
+
+
+@torch.library.custom_op("lstmkit::lstm_layer", mutates_args=())
+def lstm_layer(
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    peephole: Tensor | None,
+    ln_hh: Tensor | None,
+    ln_cell_weight: Tensor | None,
+    ln_cell_bias: Tensor | None,
+    ln_ih: Tensor | None,
+    ln_ih_bias: Tensor | None,
+    recurrent_mask: Tensor | None,
+    zoneout_h: Tensor | None,
+    zoneout_c: Tensor | None,
+    zoneout_h_rate: float,
+    zoneout_c_rate: float,
+    batch_sizes: Tensor | None,
+    keep: bool,
+) -> ForwardResult:
+    """One layer and direction forward (`lstmkit.nn.fused.LayerInputs` in argument order, then
+    ``keep``). Returns ``output, h_n, c_n`` and the nine `SavedBuffers` (empty where absent)."""
+    inputs = LayerInputs(
+        xp, h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias, ln_ih,
+        ln_ih_bias, recurrent_mask, zoneout_h, zoneout_c, zoneout_h_rate, zoneout_c_rate,
+        batch_sizes,
+    )  # fmt: skip
+    out, h_n, c_n, saved = layer_forward(inputs, keep)
+    return out, h_n, c_n, *(_or_empty(t, xp) for t in saved)
+
+
+@lstm_layer.register_fake
+def _lstm_layer_fake(xp, h0, c0, weight_hh, weight_hr, *args) -> ForwardResult:
+    inputs = LayerInputs(xp, h0, c0, weight_hh, weight_hr, *args[:-1])
+    steps, batch, _ = xp.shape
+    shapes = saved_shapes(inputs, keep=args[-1])
+    saved = (_empty(xp) if shape is None else xp.new_empty(shape) for shape in shapes)
+    return (
+        xp.new_empty(steps, batch, h0.shape[-1]),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        *saved,
+    )
+
+
+@torch.library.custom_op("lstmkit::lstm_layer_backward", mutates_args=())
+def lstm_layer_backward(
+    grad_out: Tensor,
+    grad_h_n: Tensor,
+    grad_c_n: Tensor,
+    output: Tensor,
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    peephole: Tensor | None,
+    ln_hh: Tensor | None,
+    ln_cell_weight: Tensor | None,
+    ln_cell_bias: Tensor | None,
+    ln_ih: Tensor | None,
+    ln_ih_bias: Tensor | None,
+    recurrent_mask: Tensor | None,
+    zoneout_h: Tensor | None,
+    zoneout_c: Tensor | None,
+    zoneout_h_rate: float,
+    zoneout_c_rate: float,
+    batch_sizes: Tensor | None,
+    acts: Tensor,
+    cells: Tensor,
+    fresh: Tensor,
+    tanh_cells: Tensor,
+    pre_proj: Tensor,
+    rec_pre_ln: Tensor,
+    rec_stats: Tensor,
+    cell_stats: Tensor,
+    in_stats: Tensor,
+    needs: list[bool],
+) -> BackwardResult:
+    """The gradients of `fused.GRADIENT_INPUTS` (empty where ``needs`` is False or the input
+    is absent), from the forward's ``output`` and saved buffers (empty where absent)."""
+    inputs = LayerInputs(
+        xp, h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias, ln_ih,
+        ln_ih_bias, recurrent_mask, zoneout_h, zoneout_c, zoneout_h_rate, zoneout_c_rate,
+        batch_sizes,
+    )  # fmt: skip
+    buffers = (acts, cells, fresh, tanh_cells, pre_proj, rec_pre_ln, rec_stats, cell_stats)
+    saved = SavedBuffers(*(_or_none(t) for t in (*buffers, in_stats)))
+    wanted = dict(zip(GRADIENT_INPUTS, needs, strict=True))
+    grads = layer_backward(inputs, output, saved, grad_out, grad_h_n, grad_c_n, wanted)
+    sources = (*inputs[: len(GRADIENT_INPUTS)],)
+    result = []
+    for name, source in zip(GRADIENT_INPUTS, sources, strict=True):
+        grad = grads[name]
+        if grad is None:
+            result.append(_empty(xp))
+        elif any(grad.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
+                 for t in (grad_out, grad_h_n, grad_c_n, source) if t is not None):  # fmt: skip
+            result.append(grad.clone(memory_format=torch.contiguous_format))
+        else:
+            result.append(grad.contiguous())
+    return tuple(result)
+
+
+@lstm_layer_backward.register_fake
+def _lstm_layer_backward_fake(*args) -> BackwardResult:
+    needs = args[-1]
+    sources = args[4 : 4 + len(GRADIENT_INPUTS)]
+    return tuple(
+        torch.empty(s.shape, dtype=s.dtype, device=s.device) if need and s is not None else
+        _empty(args[4])
+        for s, need in zip(sources, needs, strict=True)
+    )  # fmt: skip
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.set_materialize_grads(False)
+    ctx.mark_non_differentiable(*output[3:])
+    named = dict(zip((*_INPUT_NAMES, "keep"), inputs, strict=True))
+    ctx.rates = (named["zoneout_h_rate"], named["zoneout_c_rate"])
+    ctx.present = tuple(named[name] is not None for name in _TENSOR_INPUTS)
+    present = [named[name] for name in _TENSOR_INPUTS if named[name] is not None]
+    ctx.save_for_backward(*present, output[0], *output[3:])
+
+
+def _saved(ctx) -> tuple[LayerInputs, Tensor, tuple[Tensor, ...]]:
+    tensors = iter(ctx.saved_tensors)
+    named = {
+        name: next(tensors) if present else None
+        for name, present in zip(_TENSOR_INPUTS, ctx.present, strict=True)
+    }
+    named["zoneout_h_rate"], named["zoneout_c_rate"] = ctx.rates
+    output = next(tensors)
+    return LayerInputs(**named), output, tuple(tensors)
+
+
+def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers):
+    inputs, output, saved = _saved(ctx)
+    index = {name: i for i, name in enumerate(_INPUT_NAMES)}
+    needs = [ctx.needs_input_grad[index[name]] for name in GRADIENT_INPUTS]
+    nothing = [None] * (len(_INPUT_NAMES) + 1)
+    if not any(needs) or (grad_out is None and grad_h_n is None and grad_c_n is None):
+        return tuple(nothing)
+    if torch.is_grad_enabled():
+        grads = _differentiable_backward(inputs, (grad_out, grad_h_n, grad_c_n), needs)
+    else:
+        grad_out = torch.zeros_like(output) if grad_out is None else grad_out
+        grad_h_n = inputs.h0.new_zeros(inputs.h0.shape) if grad_h_n is None else grad_h_n
+        grad_c_n = inputs.c0.new_zeros(inputs.c0.shape) if grad_c_n is None else grad_c_n
+        result = lstm_layer_backward(
+            grad_out.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(), output,
+            *inputs, *saved, needs,
+        )  # fmt: skip
+        grads = [_or_none(g) if need else None for g, need in zip(result, needs, strict=True)]
+    for name, grad in zip(GRADIENT_INPUTS, grads, strict=True):
+        nothing[index[name]] = grad
+    return tuple(nothing)
+
+
+def _differentiable_backward(
+    inputs: LayerInputs, grads: tuple[Tensor | None, ...], needs: list[bool]
+) -> list[Tensor | None]:
+    """The gradients as a graph of their own: recompute the layer through `composite.layer`
+    and differentiate it with ``create_graph=True`` (double backward)."""
+    wanted = [
+        getattr(inputs, name) for name, need in zip(GRADIENT_INPUTS, needs, strict=True) if need
+    ]
+    with torch.enable_grad():
+        outputs = composite.layer(inputs)
+        pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
+        found = iter(
+            torch.autograd.grad(
+                [o for o, _ in pairs], wanted, [g for _, g in pairs],
+                create_graph=True, allow_unused=True,
+            )
+        )  # fmt: skip
+    return [next(found) if need else None for need in needs]
+
+
+lstm_layer.register_autograd(_backward, setup_context=_setup_context)
+
+
+def run_layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer and direction: ``output (T, B, P)``, ``h_n (B, P)``, ``c_n (B, H)``.
+
+    Through the custom op, except under a torch.func transform or for an empty batch, where
+    the composite layer gives the same numbers with every transform's rules.
+    """
+    if inputs.xp.shape[1] == 0 or (not torch.compiler.is_compiling() and functorch_active()):
+        return composite.layer(inputs)
+    tensors = [t for t in inputs if isinstance(t, Tensor)]
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    out, h_n, c_n, *_ = torch.ops.lstmkit.lstm_layer(*inputs, keep)
+    return out, h_n, c_n
