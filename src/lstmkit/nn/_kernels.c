@@ -3,9 +3,11 @@
  * Gate layout per row is the fast path's internal order (o, i, f, g), each `hidden` wide.
  * Built by lstmkit/nn/kernel_build.py (at install, one library per vector ISA) with -O3 and
  * OpenMP's SIMD pragmas, and without -ffast-math: NaN and +-Inf propagate exactly as through
- * torch's ops (a finite-math build turned NaN inputs into finite outputs). Pre-activations are
- * clamped before exp, so no finite step overflows to inf; the clamps keep NaN (a comparison with
- * NaN is false). Same equations as lstmkit.nn.cell.lstm_step; tested equal to it.
+ * torch's ops (a finite-math build turned NaN inputs into finite outputs). exp may overflow to
+ * inf on purpose: 1 / (1 + inf) = 0 and 2 / (inf + 1) = 0 are the exact limits, so sigmoid and
+ * tanh of +-Inf are torch's 0, 1 and -1 (a clamp before exp gave 4e-18 instead of 0, and a
+ * gradient of inf instead of torch's NaN). Same equations as lstmkit.nn.cell.lstm_step; tested
+ * equal to it.
  */
 #include <math.h>
 
@@ -21,10 +23,9 @@ extern double exp(double);
 #endif
 
 #define DEFINE_KERNELS(T, SUFFIX, EXP)                                                          \
-  static inline T clamp_##SUFFIX(T x, T bound) { return x < -bound ? -bound : (x > bound ? bound : x); } \
-  static inline T sigmoid_##SUFFIX(T x) { return (T)1 / ((T)1 + EXP(-clamp_##SUFFIX(x, (T)40))); } \
+  static inline T sigmoid_##SUFFIX(T x) { return (T)1 / ((T)1 + EXP(-x)); }                 \
   static inline T tanh_##SUFFIX(T x) {                                                          \
-    return (T)1 - (T)2 / (EXP((T)2 * clamp_##SUFFIX(x, (T)20)) + (T)1);                         \
+    return (T)1 - (T)2 / (EXP((T)2 * x) + (T)1);                                                \
   }                                                                                             \
   /* acts = act(xp + z); c = f*c_prev + i*g; s = tanh(c); h = o*s.  Rows: xp, z, acts 4H; rest H. */ \
   void lstm_forward_##SUFFIX(long rows, long hidden, const T *restrict xp, const T *restrict z,  \

@@ -11,8 +11,8 @@ functional torch ops under autograd. It serves where the hand-written backward c
   gradients of gradients are exact (`lstmkit.nn.ops`);
 * **empty batches** (``B = 0``), which need no kernels at all.
 
-Variable lengths are masks here (``torch.where`` per step) rather than shrinking row counts, so
-no shape depends on data. Tested equal to the fused path (outputs and every gradient).
+Variable lengths shrink the rows a step computes, as in the fused path. Tested equal to the fused
+path (outputs, every gradient, and where NaN and Inf go).
 """
 
 from __future__ import annotations
@@ -32,31 +32,36 @@ def _lerp(new: Tensor, previous: Tensor, keep: Tensor | float) -> Tensor:
 
 def layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction: ``output (T, B, P)`` (zero at padded steps), ``h_n (B, P)``,
-    ``c_n (B, H)``, the same numbers as `lstmkit.nn.fused.layer_forward`."""
+    ``c_n (B, H)``, the same numbers as `lstmkit.nn.fused.layer_forward`.
+
+    With ``batch_sizes`` step ``t`` computes only its first ``batch_sizes[t]`` rows (the batch is
+    sorted by decreasing length), as a PackedSequence does: padding, whatever it holds (NaN
+    included), never enters a computation, so not even ``0 * NaN`` reaches a gradient.
+    """
     xp, h, c = inputs.xp, inputs.h0, inputs.c0
     steps, batch, gates = xp.shape
     hidden = gates // 4
-    if inputs.ln_ih is not None:
-        xp = F.layer_norm(xp, (gates,), inputs.ln_ih, inputs.ln_ih_bias, LAYER_NORM_EPS)
-    active = None
-    if inputs.batch_sizes is not None:  # (T, B, 1): row b runs at step t
-        rows = torch.arange(batch, device=xp.device)
-        active = (rows < inputs.batch_sizes.to(xp.device).unsqueeze(1)).unsqueeze(-1)
+    sizes = [batch] * steps if inputs.batch_sizes is None else inputs.batch_sizes.tolist()
     zoneout_h = inputs.zoneout_h if inputs.zoneout_h is not None else inputs.zoneout_h_rate
     zoneout_c = inputs.zoneout_c if inputs.zoneout_c is not None else inputs.zoneout_c_rate
     peephole = inputs.peephole
     outputs = []
     for t in range(steps):
-        h_in = h if inputs.recurrent_mask is None else h * inputs.recurrent_mask
+        n = sizes[t]
+        h_prev, c_prev = h[:n], c[:n]
+        x_t = xp[t, :n]
+        if inputs.ln_ih is not None:
+            x_t = F.layer_norm(x_t, (gates,), inputs.ln_ih, inputs.ln_ih_bias, LAYER_NORM_EPS)
+        h_in = h_prev if inputs.recurrent_mask is None else h_prev * inputs.recurrent_mask[:n]
         z = h_in @ inputs.weight_hh.t()
         if inputs.ln_hh is not None:
             z = F.layer_norm(z, (gates,), inputs.ln_hh, None, LAYER_NORM_EPS)
-        pre_o, pre_i, pre_f, pre_g = (xp[t] + z).split(hidden, dim=-1)
+        pre_o, pre_i, pre_f, pre_g = (x_t + z).split(hidden, dim=-1)
         if peephole is not None:
-            pre_i = pre_i + peephole[0] * c
-            pre_f = pre_f + peephole[1] * c
+            pre_i = pre_i + peephole[0] * c_prev
+            pre_f = pre_f + peephole[1] * c_prev
         i, f, g = torch.sigmoid(pre_i), torch.sigmoid(pre_f), torch.tanh(pre_g)
-        c_hat = f * c + i * g
+        c_hat = f * c_prev + i * g
         if peephole is not None:
             pre_o = pre_o + peephole[2] * c_hat
         o = torch.sigmoid(pre_o)
@@ -70,13 +75,15 @@ def layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
             h_new = h_new @ inputs.weight_hr.t()
         c_new = c_hat
         if isinstance(zoneout_c, Tensor) or zoneout_c:
-            c_new = _lerp(c_hat, c, zoneout_c[t] if isinstance(zoneout_c, Tensor) else zoneout_c)
+            keep_c = zoneout_c[t, :n] if isinstance(zoneout_c, Tensor) else zoneout_c
+            c_new = _lerp(c_hat, c_prev, keep_c)
         if isinstance(zoneout_h, Tensor) or zoneout_h:
-            h_new = _lerp(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
-        if active is None:
+            keep_h = zoneout_h[t, :n] if isinstance(zoneout_h, Tensor) else zoneout_h
+            h_new = _lerp(h_new, h_prev, keep_h)
+        if n == batch:
             h, c = h_new, c_new
             outputs.append(h_new)
-        else:
-            h, c = torch.where(active[t], h_new, h), torch.where(active[t], c_new, c)
-            outputs.append(torch.where(active[t], h_new, h_new.new_zeros(())))
+        else:  # rows n.. have ended: their state stays, their output is zero
+            h, c = torch.cat((h_new, h[n:])), torch.cat((c_new, c[n:]))
+            outputs.append(torch.cat((h_new, h_new.new_zeros(batch - n, h_new.shape[-1]))))
     return torch.stack(outputs), h, c

@@ -280,9 +280,10 @@ def layer_forward(
     zero = batch_sizes is not None
     # what only the backward reads holds every step, or one (C loop, no backward to come)
     kept = steps if keep or not loop_in_c else 1
-    acts = _buffer(xp, kept, batch, gate_size)  # activations o, i, f, g
+    # (every buffer an operator returns is defined everywhere: inactive rows read as zero)
+    acts = _buffer(xp, kept, batch, gate_size, zero=zero)  # activations o, i, f, g
     cells = _buffer(xp, steps, batch, hidden, zero=zero)
-    tanh_cells = _buffer(xp, kept, batch, hidden)
+    tanh_cells = _buffer(xp, kept, batch, hidden, zero=zero)
     out = _buffer(xp, steps, batch, state, zero=zero)
     pre_proj = _buffer(xp, kept, batch, hidden, zero=zero) if proj else None
     rec_pre_ln = _buffer(xp, kept, batch, gate_size, zero=zero) if ln else None
@@ -295,8 +296,12 @@ def layer_forward(
         if loop_in_c:
             in_stats = _buffer(xp, 2, kept, batch, 1, zero=zero)
         else:
-            xp, mean, rstd = torch.native_layer_norm(xp_raw, (gate_size,), ln_ih, ln_ih_bias, eps)
+            xp, mean, rstd = torch.native_layer_norm(
+                _inactive_rows_zeroed(xp_raw, batch_sizes), (gate_size,), ln_ih, ln_ih_bias, eps
+            )
             in_stats = torch.stack((mean, rstd))
+            if zero:
+                in_stats = _inactive_rows_zeroed(in_stats, batch_sizes)
     # With zoneout on c the carried cell differs from the fresh one that feeds h.
     fresh = _buffer(xp, steps, batch, hidden, zero=zero) if zoneout_c is not None else cells
 
@@ -444,7 +449,9 @@ def layer_backward(
     v.zoneout_c = inputs.zoneout_c if inputs.zoneout_c is not None else inputs.zoneout_c_rate
     v.zoneout_h = None if isinstance(v.zoneout_h, float) and v.zoneout_h == 0 else v.zoneout_h
     v.zoneout_c = None if isinstance(v.zoneout_c, float) and v.zoneout_c == 0 else v.zoneout_c
-    v.xp_raw = xp if inputs.ln_ih is not None else None
+    v.xp_raw = None
+    if inputs.ln_ih is not None:  # padding never reaches a gradient, whatever it holds
+        v.xp_raw = _inactive_rows_zeroed(xp, inputs.batch_sizes)
     batch_sizes = None if inputs.batch_sizes is None else inputs.batch_sizes.tolist()
     v.last = None
     grads = SimpleNamespace(h_n=grad_h_n, c_n=grad_c_n)
@@ -469,6 +476,17 @@ def layer_backward(
     result["h0"], result["c0"] = buffers.carry_h, buffers.carry_c
     result.update(_parameter_grads(needs, v, buffers))
     return {name: grad if needs[name] else None for name, grad in result.items()}
+
+
+def _inactive_rows_zeroed(t: Tensor, batch_sizes: list[int] | Tensor | None) -> Tensor:
+    """``t (..., T, B, F)`` with the rows each step does not run set to 0 (a copy; ``t`` itself
+    without lengths). Padding may hold anything, NaN included: like a PackedSequence, it must
+    never reach an output or a gradient, even as ``0 * NaN``."""
+    if batch_sizes is None:
+        return t
+    sizes = torch.as_tensor(batch_sizes, device=t.device)
+    active = torch.arange(t.shape[-2], device=t.device) < sizes.unsqueeze(1)  # (T, B)
+    return torch.where(active.unsqueeze(-1), t, t.new_zeros(()))
 
 
 def _buffer(like: Tensor, *shape: int, zero: bool = False) -> Tensor:
