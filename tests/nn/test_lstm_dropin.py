@@ -37,6 +37,7 @@ MISUSE = {
     "h0 rank": lambda m: m(X, (torch.zeros(2, 5), torch.zeros(1, 2, 5))),
     "unbatched h0 rank": lambda m: m(X[:, 0], (torch.zeros(1, 2, 5), torch.zeros(1, 5))),
     "three states": lambda m: m(X, (torch.zeros(1, 2, 5),) * 3),
+    "state dtype": lambda m: m(X, (torch.zeros(1, 2, 5).double(), torch.zeros(1, 2, 5).double())),
 }
 KEY_PHRASES = {
     "zero steps": "Expected sequence length to be larger than 0",
@@ -50,6 +51,7 @@ KEY_PHRASES = {
     "h0 rank": "hx and cx should also be 3-D",
     "unbatched h0 rank": "hx and cx should also be 2-D",
     "three states": "lstm expects two hidden states",
+    "state dtype": "not the same dtype",
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.func import functional_call, grad, vmap
 
-from lstmkit.nn import AutoLSTM, CustomLSTM, custom
+from lstmkit.nn import AutoLSTM, CustomLSTM, auto, custom
 from lstmkit.nn.fused import LayerInputs
 from lstmkit.nn.ops import run_layer
 
@@ -185,6 +185,7 @@ def _task(encoder: dict):
 def test_compile_fullgraph_of_a_task_matches_eager(encoder, lengths):
     """No graph break (fullgraph=True) around the core; outputs and gradients equal eager's."""
     torch._dynamo.reset()
+    auto._LOGGED.clear()  # auto's first call logs its choice: never inside a graph
     model = _task(encoder)
     lengths = None if lengths is None else torch.tensor(lengths)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
@@ -217,3 +218,22 @@ def test_torch_export_runs_and_matches_eager(options, lengths):
     args = (x,) if lengths is None else (x, torch.tensor(lengths))
     program = torch.export.export(model, args)
     torch.testing.assert_close(program.module()(*args), model(*args))
+
+
+def test_auto_compiles_whatever_engine_it_would_pick_eagerly(monkeypatch):
+    """On CUDA auto runs cuDNN eagerly, which PyTorch cannot trace: inside torch.compile it
+    runs the custom operator instead (checked here with the eager choice forced to torch's)."""
+    torch._dynamo.reset()
+    model = _Classifier(AutoLSTM(3, 8, batch_first=True))
+    x = torch.randn(3, 6, 3)
+    eager = model(x)
+    original = AutoLSTM.engine
+
+    def cuda_like(self, x, lengths):
+        engine = original(self, x, lengths)
+        return engine if torch.compiler.is_compiling() else ("torch", "as on CUDA")
+
+    monkeypatch.setattr(AutoLSTM, "engine", cuda_like)
+    torch.testing.assert_close(model(x), eager)  # torch.nn.LSTM's code, eagerly
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), eager)

@@ -13,7 +13,9 @@
 * CUDA: cuDNN (torch's own ``nn.LSTM`` code path on these weights) for a plain LSTM; with
   ``lengths=``, the custom path where its Triton kernels run (``settings.triton``), else cuDNN
   on packed input;
-* any other device: torch.nn.LSTM's kernels there.
+* any other device: torch.nn.LSTM's kernels there;
+* under ``torch.compile`` / ``torch.export``: the custom operator, which traces as one node
+  (PyTorch refuses to trace ``nn.LSTM``).
 
 Each distinct choice is logged once, with its reason. The weights never move or change, so
 switching engines changes nothing else for the user.
@@ -55,6 +57,11 @@ class AutoLSTM(CustomLSTM):
         options = self.custom_options()
         if options:
             return "custom", f"custom-only option(s) {', '.join(options)}"
+        if torch.compiler.is_compiling():
+            return (
+                "custom",
+                "torch.compile/export: the custom operator traces, cuDNN's LSTM does not",
+            )
         device = x.device.type
         if device == "cpu":
             return "custom", "CPU: lstmkit's fused C time loop (faster than oneDNN's LSTM)"
@@ -79,7 +86,7 @@ class AutoLSTM(CustomLSTM):
 
     def _run(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
         engine, reason = self.engine(x, lengths)
-        if (engine, reason) not in _LOGGED:
+        if not torch.compiler.is_compiling() and (engine, reason) not in _LOGGED:
             _LOGGED.add((engine, reason))
             log.info("AutoLSTM runs on the %s path: %s", engine, reason)
         if engine == "custom":

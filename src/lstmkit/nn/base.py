@@ -293,6 +293,18 @@ class LSTMBase(nn.Module):
                     f"Expected hidden[{index}] size {want}, got {list(got)}: {name} must be "
                     f"(num_layers * num_directions, {'batch, ' if batched else ''}{what})"
                 )
+        for name, t in (("h_0", h0), ("c_0", c0)):
+            if t.device != like.device:
+                raise LSTMInputError(
+                    f"Input and hidden tensors are not at the same device, found input tensor at "
+                    f"{like.device} and hidden tensor ({name}) at {t.device}"
+                )
+            if t.dtype != like.dtype and not torch.is_autocast_enabled(like.device.type):
+                raise LSTMInputError(
+                    f"Input and hidden tensors are not the same dtype, found input tensor with "
+                    f"{like.dtype} and hidden tensor ({name}) with {t.dtype}: convert {name} "
+                    f"with .to({like.dtype})"
+                )
         return h0, c0
 
     @staticmethod
