@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lstmkit.nn import AutoLSTM, CudnnLSTM, CustomLSTM, LSTMCell, native, ops
-from lstmkit.nn.settings import flags
+from lstmkit.nn.settings import flags, settings
 
 CORES = {"custom": CustomLSTM, "cudnn": CudnnLSTM, "auto": AutoLSTM}
 
@@ -251,3 +251,25 @@ def test_nonfinite_values_propagate_like_torch_ops(
                 out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=5)
         for a, b in zip(expected[:3], (out, h, c), strict=True):
             assert torch.equal(a.isnan(), b.isnan())
+
+
+@pytest.mark.parametrize("variant", native.runnable_variants())
+def test_every_isa_build_keeps_nan_and_inf(rebuilt_kernels, monkeypatch, tmp_path, variant):
+    """Each build this CPU runs (installed, or compiled here), not only the one loaded by
+    default, propagates NaN / Inf like the torch-op path."""
+    monkeypatch.setattr(native, "runnable_variants", lambda: [variant])
+    monkeypatch.setattr(settings, "cache_dir", tmp_path)
+    native.kernels.cache_clear()
+    try:
+        if native.kernels() is None:
+            pytest.skip("no build of the kernels here")
+        assert native.kernels().origin.startswith(variant)
+        for where, value in (("input", float("nan")), ("weight", -float("inf"))):
+            model, x, hx = _poisoned(where, value, False, torch.float32)
+            with flags(native=False):
+                expected = _run_all(model, x, hx, None)
+            got = _run_all(model, x, hx, None)
+            for a, b in zip(got, expected, strict=True):
+                assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.isinf(), b.isinf())
+    finally:
+        native.kernels.cache_clear()

@@ -46,7 +46,7 @@ class SequenceClassifier(SequenceTask):
         stateful: carry the final state of each batch into the next (consecutive windows
             of one long series, ``lstmkit.data.StreamDataModule``).
         compile: ``torch.compile`` the model in place when fitting starts (state-dict keys
-            unchanged); the LSTM core itself runs eager inside the compiled graph.
+            unchanged); the custom core is one operator in the graph (cuDNN: a graph break).
 
     Example:
         >>> model = SequenceClassifier({"backend": "cudnn", "hidden_size": 16}, num_classes=3,
