@@ -35,8 +35,9 @@ def test_onednn_packed_gemm_equals_plain_matmul(monkeypatch, options, lengths):
     with_onednn = _run(model, x, lengths)
     monkeypatch.setattr(settings, "onednn", False)
     without = _run(model, x, lengths)
+    # two float32 GEMMs summing in different orders (which orders depends on the CPU's ISA)
     for a, b in zip(with_onednn, without, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
