@@ -62,7 +62,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from lstmkit.config_checks import quiet_library_logging
 
     quiet_library_logging()
-    result = run_cli("lstmkit-inspect", lambda: inspect_gates(cfg))
+    result = run_cli("lstmkit-inspect", lambda: inspect_gates(cfg), run_dir=_run_dir())
     summary = result["summary"]
     print(f"Forget gate mean over the valid steps: {summary['forget_gate_mean_overall']:.3f}")
     saturated = ", ".join(f"{k} {v:.3f}" for k, v in summary["saturated_fraction"].items())
@@ -75,8 +75,20 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-inspect ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-inspect --help``."""
-    run_cli("lstmkit-inspect", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.guards import check_argv_run_dir
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    run_cli("lstmkit-inspect", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-inspect", lambda: check_argv_run_dir(argv))
+    run_cli("lstmkit-inspect", lambda: precheck("lstmkit-inspect", "inspect", argv))
     _hydra_main()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from lstmkit.research.robustness import main_metrics
 
     quiet_library_logging()
-    result = run_cli("lstmkit-robustness", lambda: robustness(cfg))
+    result = run_cli("lstmkit-robustness", lambda: robustness(cfg), run_dir=_run_dir())
     rows = result["rows"]
     shown = main_metrics([k for k in rows[0] if k not in ("perturbation", "level")])
     print(f"  {'perturbation':<12} {'level':>6} " + " ".join(f"{m:>16}" for m in shown))
@@ -79,8 +79,20 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-robustness ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-robustness --help``."""
-    run_cli("lstmkit-robustness", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.guards import check_argv_run_dir
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    run_cli("lstmkit-robustness", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-robustness", lambda: check_argv_run_dir(argv))
+    run_cli("lstmkit-robustness", lambda: precheck("lstmkit-robustness", "robustness", argv))
     _hydra_main()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
 
 
 if __name__ == "__main__":
