@@ -45,6 +45,7 @@ def inspect_gates(cfg: DictConfig) -> dict[str, Any]:
     with runs.torch_threads(cfg.get("num_threads")):
         torch.manual_seed(int(cfg.seed))
         model, datamodule = load_run(cfg.ckpt_path, cfg.get("data"))
+        check_layer(cfg.layer, model)
         datamodule.setup("fit")
         loader = getattr(datamodule, f"{cfg.split}_dataloader")()
         try:
@@ -55,6 +56,21 @@ def inspect_gates(cfg: DictConfig) -> dict[str, Any]:
         files = save_gate_report(model, batch, out_dir, samples, int(cfg.layer), cfg.threshold)
     summary = json.loads((out_dir / "gate_summary.json").read_text())
     return {"files": [str(f) for f in files], "out_dir": str(out_dir), "summary": summary}
+
+
+def check_layer(layer: Any, model: Any) -> int:
+    """``layer`` must be a row of the recording: ``-rows .. rows - 1`` for an encoder of
+    ``num_layers * num_directions`` rows."""
+    encoder = model.encoder
+    directions = 2 if getattr(encoder, "bidirectional", False) else 1
+    rows = int(getattr(encoder, "num_layers", 1)) * directions
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -rows <= layer < rows:
+        shape = f"{rows // directions} layer(s) x {directions} direction(s)"
+        raise ConfigError(
+            f"layer={layer!r} is not allowed: the model has {shape}, so layer must be an "
+            f"integer in -{rows}..{rows - 1} (-1: the top layer)"
+        )
+    return layer
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
