@@ -40,6 +40,12 @@ POSITIVE_INTS = {
 NON_NEGATIVE_INTS = {"proj_size", "head_hidden_size", "num_workers", "max_start", "seed"}
 #: ... and probabilities in [0, 1).
 PROBABILITIES = {"dropout", "recurrent_dropout", "label_smoothing"}
+#: Keys (last name part, under ``data`` and ``model``) that must be true or false.
+BOOLEANS = {
+    "bias", "batch_first", "bidirectional", "layer_norm", "peephole", "variable_length",
+    "include_target", "log_target", "future_covariates", "residual", "relative_inputs",
+    "stateful", "compile", "standardize", "bucket_by_length", "reverse_input",
+}  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -98,6 +104,8 @@ def _check_value(key: str, value: Any) -> None:
         minimum = 1 if name in POSITIVE_INTS else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{key}={value!r} is not allowed: must be an integer >= {minimum}")
+    elif name in BOOLEANS and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not allowed: must be true or false")
     elif name in PROBABILITIES and (
         isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1
     ):

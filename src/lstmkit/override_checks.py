@@ -100,13 +100,13 @@ def _parse(overrides: list[str]) -> list[Any]:
         try:
             parsed += parser.parse_overrides([text])
         except OverrideParseException as err:
-            lines = str(err).splitlines()
+            lines = [ln for ln in str(err).splitlines() if ln.strip(" ^") and ln.strip()]
             reason = next((ln for ln in lines[1:] if not ln.startswith("See ")), lines[0])
-            reason = reason.split(" expecting ")[0]
+            reason = reason.split(" expecting ")[0].replace(f": {text}", "")
             raise ConfigError(
                 f"{text!r} is not a valid override ({reason}): write key=value, a list as "
-                "key=[a,b], a text with special characters quoted as key='a=b' "
-                "(see lstmkit-train --help)"
+                "key=[a,b], a text with special characters (, ; = [ ] {{ }} spaces) quoted "
+                "for Hydra inside shell quotes: \"key=';'\""
             ) from None
     return parsed
 
@@ -336,11 +336,22 @@ def _expected_type(param: inspect.Parameter) -> type | None:
         if isinstance(default, int | float):
             return float if isinstance(default, float) else int
         return None
+    import typing
+
     annotation = param.annotation
-    names = {"bool": bool, "int": int, "float": float}
-    if isinstance(annotation, str):
-        return names.get(annotation.strip())
-    return annotation if annotation in (bool, int, float) else None
+    names = {"bool": bool, "int": int, "float": float, "None": type(None)}
+    if isinstance(annotation, str):  # "int | None", "Optional[int]"
+        text = annotation.replace("Optional[", "").rstrip("]")
+        parts = {names.get(p.strip(), object) for p in text.split("|")}
+    else:
+        args = typing.get_args(annotation) or (annotation,)
+        parts = {a if a in (bool, int, float, type(None)) else object for a in args}
+    parts.discard(type(None))
+    if parts == {bool}:
+        return bool
+    if parts and parts <= {int, float}:
+        return float if float in parts else int
+    return None
 
 
 def check_constructor(key: str, node: Any, build: Callable[[dict[str, Any]], Any]) -> None:

@@ -180,7 +180,7 @@ def require_columns(
         hint = ""
         glued = [s for s in SEPARATORS if any(s in str(c) for c in available)]
         if glued and path.suffix.lower() not in (".parquet", ".pq"):
-            hint = f"; the header looks separated by {glued[0]!r}: set data.sep={glued[0]!r}"
+            hint = f'; the header looks separated by {glued[0]!r}: set "data.sep={glued[0]!r}"'
         raise DataFileError(
             path,
             f"column{'s' if len(missing) > 1 else ''} {names} not found; the file has "
@@ -207,7 +207,7 @@ def numeric_values(frame: Any, columns: Sequence[str], path: Path | str) -> np.n
             value = column.iloc[row]
             hint = ""
             if isinstance(value, str) and _DECIMAL_COMMA.match(value):
-                hint = "; it looks like a decimal comma: set data.decimal=','"
+                hint = "; it looks like a decimal comma: set \"data.decimal=','\""
             raise DataFileError(
                 path, f"column {name!r} is not numeric: row {row} holds {value!r}{hint}"
             )

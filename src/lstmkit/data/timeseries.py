@@ -619,6 +619,11 @@ class CSVDataModule(TimeSeriesDataModule):
         encoding: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                f"path={type(path).__name__}: must be the path of a CSV/Parquet file (str or "
+                "pathlib.Path); for a series in memory use StreamDataModule(series=...)"
+            )
         super().__init__(
             target,
             features,
@@ -638,11 +643,6 @@ class CSVDataModule(TimeSeriesDataModule):
         )
         self.dialect = check_dialect(sep, decimal, encoding)
         self._save_hparams(locals())
-        if isinstance(path, np.ndarray | list | tuple) or not isinstance(path, str | os.PathLike):
-            raise TypeError(
-                f"path={type(path).__name__}: must be the path of a CSV/Parquet file (str or "
-                "pathlib.Path); for a series in memory use StreamDataModule(series=...)"
-            )
         self.path = str(path)
 
     def read_frame(self) -> tuple[Any, str]:
