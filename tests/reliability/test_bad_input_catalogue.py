@@ -601,13 +601,12 @@ def _dates(n: int, fmt: str) -> list[str]:
     return [d.strftime(fmt) for d in pd.date_range("2022-01-01", periods=n, freq="D")]
 
 
-@pytest.fixture
-def user(tmp_path):
-    """The user's files, good and bad; the tests check none of them changes."""
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    """The user's files, good and bad (written once); every test checks none of them changes."""
     from helpers_reliability import write_series
 
-    d = tmp_path / "user"
-    d.mkdir()
+    d = tmp_path_factory.mktemp("user")
     n = 80
     y = np.sin(np.arange(n) / 5.0)
     write_series(d / "s.csv")
@@ -730,7 +729,7 @@ def test_bad_input_one_line_exit_2_nothing_written(
         assert expected.format(**names) in lines[0], lines[0]
     assert snapshot(user) == before  # nothing the user had was modified
     assert snapshot(trained["root"]) == trained_before
-    written = sorted(p.name for p in tmp_path.iterdir() if p.name != "user")
+    written = sorted(p.name for p in tmp_path.iterdir())
     assert written in ([], ["run"]), written  # no log folder, no .hydra, no outputs/
     if (tmp_path / "run").exists():  # the in-process run folder: nothing trained or written
         assert not any((tmp_path / "run").iterdir()), list((tmp_path / "run").rglob("*"))
@@ -1007,6 +1006,7 @@ def test_parquet_time_stored_as_the_index(tmp_path):
 
 
 # ---------------------------------------------------------------------- real commands
+@pytest.mark.slow
 def test_refused_commands_leave_no_run_folder(tmp_path, user):
     """Through ``lstmkit-train`` itself: a bad override stops before Hydra starts, a bad data
     file after, and neither leaves ``outputs/``, ``.hydra/`` or a log behind."""
