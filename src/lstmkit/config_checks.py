@@ -219,6 +219,17 @@ def one_line(err: BaseException) -> str:
 _STARTED = time.time() - 1.0
 
 
+def _hydra_log_names() -> list[str]:
+    """The name of the log file Hydra's job logging writes (``<task_name>.log``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        filename = HydraConfig.get().job_logging.handlers.file.filename
+    except Exception:  # no Hydra run, or another logging config: leave logs alone
+        return []
+    return [os.path.basename(str(filename))]
+
+
 def discard_refused_run_dir(run_dir: str | os.PathLike) -> list[str]:
     """Remove what Hydra wrote for a command that was then refused: ``.hydra/`` and the log
     file in ``run_dir`` (only files this process wrote), then the folder and its parents while
@@ -230,19 +241,23 @@ def discard_refused_run_dir(run_dir: str | os.PathLike) -> list[str]:
     import shutil
     from pathlib import Path
 
+    from lstmkit.guards import existing_run_files
     from lstmkit.override_checks import EXISTING_BEFORE
 
     folder = Path(run_dir)
     removed: list[str] = []
-    if not folder.is_dir():
+    # a DDP worker shares rank 0's folder; a folder holding a run (a SLURM requeue) is kept
+    if not folder.is_dir() or os.environ.get("LOCAL_RANK", "0") != "0":
+        return removed
+    if existing_run_files(folder):
         return removed
     hydra_dir = folder / ".hydra"
     own = [p for p in hydra_dir.glob("*") if p.is_file() and p.stat().st_mtime >= _STARTED]
     if hydra_dir.is_dir() and len(own) == len(list(hydra_dir.iterdir())):
         shutil.rmtree(hydra_dir)
         removed.append(str(hydra_dir))
-    for log_file in folder.glob("*.log"):
-        if log_file.stat().st_mtime >= _STARTED:
+    for log_file in [folder / name for name in _hydra_log_names()]:
+        if log_file.is_file() and log_file.stat().st_mtime >= _STARTED:
             log_file.unlink()
             removed.append(str(log_file))
     current = folder.absolute()
