@@ -365,12 +365,14 @@ def check_constructor(key: str, node: Any, build: Callable[[dict[str, Any]], Any
         return
     except (ValueError, TypeError) as err:
         error = err
+    except Exception:  # not a refused value (e.g. a core that cannot live on `meta`): the
+        return  # real build, inside the run, reports it
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     for name in [k for k in kwargs if not str(k).startswith("_")]:
         rest = {k: v for k, v in kwargs.items() if k != name}
         try:
             build(rest)
-        except (ValueError, TypeError):
+        except Exception:  # still refused without this key: not the culprit
             continue
         value = kwargs[name]
         if message.startswith(f"{name}="):
@@ -425,7 +427,7 @@ def _instantiate(kwargs: dict[str, Any], *args: Any) -> Any:
         refused = isinstance(cause, ValueError | TypeError | ImportError)
         if refused or type(cause).__name__ == "MisconfigurationException":
             raise ValueError(str(cause).strip().splitlines()[0]) from cause
-        raise
+        raise RuntimeError(str(cause)) from cause
 
 
 def _build_optimizer(kwargs: dict[str, Any]) -> Any:

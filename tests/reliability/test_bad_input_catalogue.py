@@ -1026,3 +1026,28 @@ def test_refused_commands_leave_no_run_folder(tmp_path, user):
 def test_catalogue_size():
     """The issue asks for at least 100 cases; the README quotes the count."""
     assert len(CASES) + len(API_IDS) >= 100
+
+
+def test_precision_this_cpu_cannot_run_is_refused_naming_what_it_can(tmp_path, monkeypatch, capsys):
+    """The probe's answer decides (this machine's oneDNN runs both, so a failing fp16 probe
+    is simulated); a precision the probe runs is accepted."""
+    from lstmkit import override_checks
+
+    real = override_checks.probe_precision
+    assert real({"hidden_size": 4}, torch.float32, mixed=False) is None  # the probe itself runs
+    monkeypatch.chdir(tmp_path)
+
+    def probe(encoder, dtype, *, mixed):
+        return "oneDNN: no float16 LSTM" if dtype == torch.float16 else None
+
+    monkeypatch.setattr(override_checks, "probe_precision", probe)
+    args = ["trainer=cpu", "trainer.precision=16", LOG.format(tmp=tmp_path)]
+    status, err = run_in_process(
+        "lstmkit-train", lambda: override_checks.precheck("lstmkit-train", "train", args), capsys
+    )
+    assert status == 2
+    assert "trainer.precision='16' cannot run here" in err and "bf16-mixed, which it runs" in err
+    override_checks.precheck(
+        "lstmkit-train", "train", ["trainer=cpu", "trainer.precision=bf16-mixed"]
+    )  # accepted: the probe runs it
+    assert not any(tmp_path.iterdir())
