@@ -233,9 +233,9 @@ def check_composed(cfg: Any, command: str) -> None:
     backends = _backend_names() if OmegaConf.select(cfg, "model.encoder") else ()
     check_config(cfg, backends=backends)
     check_trainer_values(cfg)
-    nodes = list(_target_nodes(cfg))
-    for key, node in nodes:
-        check_signature(key, node)
+    # the torch-only pieces first (encoder, optimizer, scheduler), then what imports Lightning
+    # (the tasks, datamodules, callbacks and the Trainer): most bad values answer sooner
+    nodes = sorted(_target_nodes(cfg), key=lambda kv: not str(kv[1]._target_).startswith("torch."))
     builders: dict[str, Callable[[dict[str, Any]], Any]] = {}
     if isinstance(OmegaConf.select(cfg, "model.encoder"), DictConfig):
         builders["model.encoder"] = _build_encoder
@@ -243,10 +243,16 @@ def check_composed(cfg: Any, command: str) -> None:
         node = OmegaConf.select(cfg, key)
         if isinstance(node, DictConfig) and "_target_" in node:
             builders[key] = _build_optimizer if key.endswith("optimizer") else _build_scheduler
-    if isinstance(cfg.get("data"), DictConfig) and "_target_" in cfg.data:
-        builders["data"] = _build_plain(cfg.data._target_)
+    for key, node in nodes:
+        if str(node._target_).startswith("torch."):
+            check_signature(key, node)
     for key, build in builders.items():
         check_constructor(key, OmegaConf.select(cfg, key), build)
+    for key, node in nodes:
+        if not str(node._target_).startswith("torch."):
+            check_signature(key, node)
+    if isinstance(cfg.get("data"), DictConfig) and "_target_" in cfg.data:
+        check_constructor("data", cfg.data, _build_plain(cfg.data._target_))
     if isinstance(cfg.get("trainer"), DictConfig) and "_target_" in cfg.trainer:
         _check_lightning(cfg)
 
