@@ -18,7 +18,7 @@ BAD_OVERRIDES = [
     (["data=foo"], "data='foo' is not a config: choose one of adding, "),
     (["model/encoder=lstm"], "model/encoder='lstm' is not a config: choose one of auto, "),
     (["model=classifier"], "model=classifier does not fit data=adding (regression targets)"),
-    (["model/encoder=cudnn", "+model.encoder.layer_norm=true"], "model.encoder: backend"),
+    (["model/encoder=cudnn", "+model.encoder.layer_norm=true"], "cannot honour layer_norm"),
 ]  # fmt: skip
 
 

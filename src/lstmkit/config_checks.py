@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,12 @@ POSITIVE_INTS = {
 NON_NEGATIVE_INTS = {"proj_size", "head_hidden_size", "num_workers", "max_start", "seed"}
 #: ... and probabilities in [0, 1).
 PROBABILITIES = {"dropout", "recurrent_dropout", "label_smoothing"}
+#: Keys (last name part, under ``data`` and ``model``) that must be true or false.
+BOOLEANS = {
+    "bias", "batch_first", "bidirectional", "layer_norm", "peephole", "variable_length",
+    "include_target", "log_target", "future_covariates", "residual", "relative_inputs",
+    "stateful", "compile", "standardize", "bucket_by_length", "reverse_input",
+}  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -97,6 +104,8 @@ def _check_value(key: str, value: Any) -> None:
         minimum = 1 if name in POSITIVE_INTS else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{key}={value!r} is not allowed: must be an integer >= {minimum}")
+    elif name in BOOLEANS and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not allowed: must be true or false")
     elif name in PROBABILITIES and (
         isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1
     ):
@@ -181,18 +190,83 @@ def quiet_library_logging() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
-def run_cli(command: str, fn: Callable[[], Any]) -> Any:
+def run_cli(command: str, fn: Callable[[], Any], run_dir: str | os.PathLike | None = None) -> Any:
     """Run ``fn``; a :class:`ConfigError` ends the program with one line on stderr and exit
-    status 2 (the traceback only with ``HYDRA_FULL_ERROR=1``)."""
+    status 2 (the traceback only with ``HYDRA_FULL_ERROR=1``), and the run folder Hydra made
+    for this refused command (``run_dir``) is removed again (:func:`discard_refused_run_dir`)."""
     try:
         return fn()
     except (ConfigError, DataFileError) as err:  # DataFileError: a bad data file
+        if run_dir is not None:
+            discard_refused_run_dir(run_dir)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"{command}: error: {err}", file=sys.stderr)
+        print(f"{command}: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG_ERROR) from None
     except TrainingDivergedError as err:  # a NaN/Inf loss or gradient (lstmkit.callbacks)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"{command}: error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (a library's multi-line message joined)."""
+    return " ".join(part.strip() for part in str(err).strip().splitlines() if part.strip())
+
+
+#: When this process started (files newer than this in a refused run folder are its own).
+_STARTED = time.time() - 1.0
+
+
+def _hydra_log_names() -> list[str]:
+    """The name of the log file Hydra's job logging writes (``<task_name>.log``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        filename = HydraConfig.get().job_logging.handlers.file.filename
+    except Exception:  # no Hydra run, or another logging config: leave logs alone
+        return []
+    return [os.path.basename(str(filename))]
+
+
+def discard_refused_run_dir(run_dir: str | os.PathLike) -> list[str]:
+    """Remove what Hydra wrote for a command that was then refused: ``.hydra/`` and the log
+    file in ``run_dir`` (only files this process wrote), then the folder and its parents while
+    they are empty and did not exist before the command (``override_checks.EXISTING_BEFORE``).
+
+    Returns:
+        The paths removed.
+    """
+    import shutil
+    from pathlib import Path
+
+    from lstmkit.guards import existing_run_files
+    from lstmkit.override_checks import EXISTING_BEFORE
+
+    folder = Path(run_dir)
+    removed: list[str] = []
+    # a DDP worker shares rank 0's folder; a folder holding a run (a SLURM requeue) is kept
+    if not folder.is_dir() or os.environ.get("LOCAL_RANK", "0") != "0":
+        return removed
+    if existing_run_files(folder):
+        return removed
+    hydra_dir = folder / ".hydra"
+    own = [p for p in hydra_dir.glob("*") if p.is_file() and p.stat().st_mtime >= _STARTED]
+    if hydra_dir.is_dir() and len(own) == len(list(hydra_dir.iterdir())):
+        shutil.rmtree(hydra_dir)
+        removed.append(str(hydra_dir))
+    for log_file in [folder / name for name in _hydra_log_names()]:
+        if log_file.is_file() and log_file.stat().st_mtime >= _STARTED:
+            log_file.unlink()
+            removed.append(str(log_file))
+    current = folder.absolute()
+    while current.is_dir() and not any(current.iterdir()) and str(current) not in EXISTING_BEFORE:
+        if current == Path.cwd().absolute() or current.parent == current:
+            break
+        if current != folder.absolute() and not EXISTING_BEFORE:
+            break  # no record of what existed: remove the run folder only
+        current.rmdir()
+        removed.append(str(current))
+        current = current.parent
+    return removed

@@ -121,7 +121,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     import lightning.pytorch  # noqa: F401
 
     quiet_library_logging()
-    metrics = run_cli("lstmkit-eval", lambda: evaluate(cfg))
+    metrics = run_cli("lstmkit-eval", lambda: evaluate(cfg), run_dir=_run_dir())
     from hydra.core.hydra_config import HydraConfig
 
     print("\n".join(metrics["summary"]))
@@ -130,11 +130,20 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-eval ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-eval --help``."""
-    run_cli("lstmkit-eval", lambda: check_argv(sys.argv[1:], config_groups()))
     from lstmkit.guards import check_argv_run_dir
+    from lstmkit.override_checks import precheck
 
-    run_cli("lstmkit-eval", lambda: check_argv_run_dir(sys.argv[1:]))
+    argv = sys.argv[1:]
+    run_cli("lstmkit-eval", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-eval", lambda: check_argv_run_dir(argv))
+    run_cli("lstmkit-eval", lambda: precheck("lstmkit-eval", "eval", argv))
     _hydra_main()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def inspect_gates(cfg: DictConfig) -> dict[str, Any]:
     with runs.torch_threads(cfg.get("num_threads")):
         torch.manual_seed(int(cfg.seed))
         model, datamodule = load_run(cfg.ckpt_path, cfg.get("data"))
+        check_layer(cfg.layer, model)
         datamodule.setup("fit")
         loader = getattr(datamodule, f"{cfg.split}_dataloader")()
         try:
@@ -57,12 +58,27 @@ def inspect_gates(cfg: DictConfig) -> dict[str, Any]:
     return {"files": [str(f) for f in files], "out_dir": str(out_dir), "summary": summary}
 
 
+def check_layer(layer: Any, model: Any) -> int:
+    """``layer`` must be a row of the recording: ``-rows .. rows - 1`` for an encoder of
+    ``num_layers * num_directions`` rows."""
+    encoder = model.encoder
+    directions = 2 if getattr(encoder, "bidirectional", False) else 1
+    rows = int(getattr(encoder, "num_layers", 1)) * directions
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -rows <= layer < rows:
+        shape = f"{rows // directions} layer(s) x {directions} direction(s)"
+        raise ConfigError(
+            f"layer={layer!r} is not allowed: the model has {shape}, so layer must be an "
+            f"integer in -{rows}..{rows - 1} (-1: the top layer)"
+        )
+    return layer
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
 def _hydra_main(cfg: DictConfig) -> None:
     from lstmkit.config_checks import quiet_library_logging
 
     quiet_library_logging()
-    result = run_cli("lstmkit-inspect", lambda: inspect_gates(cfg))
+    result = run_cli("lstmkit-inspect", lambda: inspect_gates(cfg), run_dir=_run_dir())
     summary = result["summary"]
     print(f"Forget gate mean over the valid steps: {summary['forget_gate_mean_overall']:.3f}")
     saturated = ", ".join(f"{k} {v:.3f}" for k, v in summary["saturated_fraction"].items())
@@ -75,8 +91,20 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-inspect ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-inspect --help``."""
-    run_cli("lstmkit-inspect", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.guards import check_argv_run_dir
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    run_cli("lstmkit-inspect", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-inspect", lambda: check_argv_run_dir(argv))
+    run_cli("lstmkit-inspect", lambda: precheck("lstmkit-inspect", "inspect", argv))
     _hydra_main()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
 
 
 if __name__ == "__main__":

@@ -33,6 +33,22 @@ def default_output(input_path: str | Path) -> Path:
     return p.with_name(f"{p.stem}.predictions.csv")
 
 
+def resolve_output(input_path: str | Path, output: str | Path | None) -> Path:
+    """The CSV to write: ``output``, or ``<input stem>.predictions.csv`` beside the input, or
+    inside ``output`` when it names an existing folder."""
+    if output is None:
+        return default_output(input_path)
+    output = Path(output)
+    if output.is_dir():
+        return output / default_output(input_path).name
+    return output
+
+
+def _check_path_argument(name: str, value: Any) -> None:
+    if not isinstance(value, str | Path):
+        raise TypeError(f"{name}={type(value).__name__}: must be a path (str or pathlib.Path)")
+
+
 def predict(
     ckpt_path: str | Path,
     input_path: str | Path,
@@ -50,7 +66,11 @@ def predict(
         ConfigError: a bad checkpoint or an output file that exists (without ``overwrite``).
         DataFileError: a bad input file (names the file and the problem).
     """
-    output = default_output(input_path) if output is None else Path(output)
+    _check_path_argument("ckpt_path", ckpt_path)
+    _check_path_argument("input_path", input_path)
+    if output is not None:
+        _check_path_argument("output", output)
+    output = resolve_output(input_path, output)
     if output.exists() and not overwrite:
         raise ConfigError(f"output={str(output)!r} exists: pass overwrite=true to replace it")
     ckpt_path = Path(ckpt_path)
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         args = parse_args(argv)
         frame = predict(**args)
-        out = args["output"] or default_output(args["input_path"])
+        out = resolve_output(args["input_path"], args["output"])
         print(f"{len(frame)} predictions written to {out}")
 
     run_cli("lstmkit-predict", run)

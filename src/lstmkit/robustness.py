@@ -35,13 +35,7 @@ def robustness(cfg: DictConfig) -> dict[str, Any]:
     from lstmkit.research.robustness import evaluate_robustness, main_metrics, write_csv
 
     check_config(cfg)
-    levels = {}
-    for kind in ("noise", "missing", "truncate"):
-        values = cfg.get(kind) or []
-        try:
-            levels[kind] = sorted((float(v) for v in values), reverse=kind == "truncate")
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{kind}={list(values)!r} is not allowed: give numbers") from err
+    levels = {kind: perturbation_levels(kind, cfg.get(kind)) for kind in RANGES}
     levels = {k: v for k, v in levels.items() if v}
     if not levels:
         raise ConfigError("noise, missing and truncate are all empty: give at least one level")
@@ -59,6 +53,41 @@ def robustness(cfg: DictConfig) -> dict[str, Any]:
     return {"rows": rows, "clean": clean, "csv": str(csv_path), "png": str(png)}
 
 
+#: Allowed levels: ``(low, high, low_inclusive)`` and the meaning, per perturbation.
+RANGES = {
+    "noise": (0.0, float("inf"), True, "a noise std >= 0"),
+    "missing": (0.0, 1.0, True, "a fraction of steps in [0, 1]"),
+    "truncate": (0.0, 1.0, False, "a kept fraction in (0, 1]"),
+}
+
+
+def perturbation_levels(kind: str, values: Any) -> list[float]:
+    """The levels of one perturbation, sorted (a single number is one level; null or [] none).
+
+    Raises:
+        ConfigError: a level that is not a number or lies outside :data:`RANGES`.
+    """
+    from omegaconf import ListConfig
+
+    if values is None:
+        return []
+    if not isinstance(values, list | tuple | ListConfig):
+        values = [values]
+    low, high, low_inclusive, meaning = RANGES[kind]
+    levels = []
+    for value in values:
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        above = number is not None and (number >= low if low_inclusive else number > low)
+        if number is None or not above or number > high:
+            shown = "[" + ", ".join(repr(v) for v in values) + "]"
+            raise ConfigError(
+                f"{kind}={shown} is not allowed: each level must be {meaning}, e.g. "
+                f"{kind}=[{'1.0,0.5' if kind == 'truncate' else '0,0.5'}]"
+            )
+        levels.append(float(number))
+    return sorted(levels, reverse=kind == "truncate")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="robustness")
 def _hydra_main(cfg: DictConfig) -> None:
     import lightning.pytorch  # noqa: F401
@@ -67,7 +96,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from lstmkit.research.robustness import main_metrics
 
     quiet_library_logging()
-    result = run_cli("lstmkit-robustness", lambda: robustness(cfg))
+    result = run_cli("lstmkit-robustness", lambda: robustness(cfg), run_dir=_run_dir())
     rows = result["rows"]
     shown = main_metrics([k for k in rows[0] if k not in ("perturbation", "level")])
     print(f"  {'perturbation':<12} {'level':>6} " + " ".join(f"{m:>16}" for m in shown))
@@ -79,8 +108,20 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-robustness ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-robustness --help``."""
-    run_cli("lstmkit-robustness", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.guards import check_argv_run_dir
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    run_cli("lstmkit-robustness", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-robustness", lambda: check_argv_run_dir(argv))
+    run_cli("lstmkit-robustness", lambda: precheck("lstmkit-robustness", "robustness", argv))
     _hydra_main()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
 
 
 if __name__ == "__main__":

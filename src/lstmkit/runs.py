@@ -114,6 +114,110 @@ def check_forecast_rows(target: str, datamodule: LightningDataModule, data_name:
         )
 
 
+def has_validation(datamodule: LightningDataModule) -> bool:
+    """Whether the datamodule has a validation split (``val_fraction=0`` gives none)."""
+    splits = getattr(datamodule, "splits", None)
+    return not isinstance(splits, dict) or not splits or "val" in splits
+
+
+def logged_metrics(model: LightningModule) -> set[str]:
+    """The names a task logs (``val/loss``, ``val/mse``, ``train/loss_epoch``, ...)."""
+    names = {"train/loss_step", "train/loss_epoch"}
+    for stage in ("train", "val", "test"):
+        names.add(f"{stage}/loss")
+        metrics = getattr(model, f"{stage}_metrics", None)
+        if metrics is not None:
+            names.update(str(k) for k in metrics.keys(keep_base=False))  # "val/mse"
+    if type(model).__name__ == "Seq2SeqLSTM":
+        names.add("train/teacher_forcing")
+    return names
+
+
+def adapt_callbacks(
+    cfg: DictConfig | None, model: LightningModule, validation: bool
+) -> DictConfig | None:
+    """The callbacks config checked against what the task logs, and adapted to a run without
+    a validation split.
+
+    Every ``monitor`` must name a metric the task logs (else a ConfigError listing them).
+    Without a validation split, callbacks that monitor a ``val/`` metric are left out (early
+    stopping; the best-checkpoint callback, whose job ``last_checkpoint`` then does: the
+    final weights are tested) and of several checkpoint callbacks without a monitor only the
+    last is kept (Lightning refuses two with the same state).
+    """
+    if not cfg:
+        return cfg
+    logged = logged_metrics(model)
+    cfg = cfg.copy()
+    for name, node in list(cfg.items()):
+        monitor = node.get("monitor") if isinstance(node, DictConfig) else None
+        if monitor is None:
+            continue
+        if str(monitor) not in logged:
+            allowed = sorted(m for m in logged if validation or not m.startswith("val/"))
+            raise ConfigError(
+                f"callbacks.{name}.monitor={monitor!r} is not a metric this task logs: choose "
+                f"one of {', '.join(allowed)} (or null)"
+            )
+        if not validation and str(monitor).startswith("val/"):
+            log.info(
+                "No validation split: callbacks.%s (monitor=%s) left out; the final weights "
+                "are tested",
+                name,
+                monitor,
+            )
+            with open_dict(cfg):
+                del cfg[name]
+    if not validation:
+        unmonitored = [
+            name
+            for name, node in cfg.items()
+            if isinstance(node, DictConfig)
+            and str(node.get("_target_", "")).endswith("ModelCheckpoint")
+            and node.get("monitor") is None
+        ]
+        with open_dict(cfg):
+            for name in unmonitored[:-1]:
+                del cfg[name]
+    return cfg
+
+
+def check_no_validation(cfg: DictConfig, validation: bool) -> None:
+    """A scheduler stepped on ``val/loss`` (ReduceLROnPlateau) needs a validation split."""
+    if validation:
+        return
+    target = str(OmegaConf.select(cfg, "model.scheduler._target_", default="") or "")
+    if target.endswith("ReduceLROnPlateau"):
+        raise ConfigError(
+            "model.scheduler=plateau steps on val/loss, but data.val_fraction=0 leaves no "
+            "validation split: set data.val_fraction > 0, or model.scheduler=cosine or null"
+        )
+
+
+def check_resume_fits(
+    ckpt_path: str, checkpoint: dict[str, Any], model: LightningModule, data_kwargs: dict
+) -> None:
+    """A checkpoint to resume from was trained on data of the same sizes as this run's."""
+    saved = checkpoint.get("hyper_parameters", {})
+    for key, value in data_kwargs.items():
+        if key in ("target_mean", "target_std", "target_channels"):
+            continue
+        if key in saved and saved[key] is not None and saved[key] != value:
+            raise ConfigError(
+                f"ckpt_path={ckpt_path!r} was trained with {key}={saved[key]!r}, but this data "
+                f"gives {key}={value!r}: resume on data of the same shape (columns, channels, "
+                "classes), or start a new run without ckpt_path"
+            )
+    own = model.state_dict()
+    for name, tensor in checkpoint.get("state_dict", {}).items():
+        if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"ckpt_path={ckpt_path!r} holds {name} of shape {tuple(tensor.shape)}, but the "
+                f"model built for this config and data has {tuple(own[name].shape)}: resume "
+                "with the run's own model and data settings, or start a new run"
+            )
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
     return instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 

@@ -49,7 +49,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
 
     from lstmkit import runs
-    from lstmkit.checkpoints import safe_globals
+    from lstmkit.checkpoints import load_checkpoint, safe_globals
     from lstmkit.config_checks import instantiate_checked
 
     output_dir = Path(cfg.paths.output_dir)
@@ -71,7 +71,13 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     hand_over_gradient_clipping(model, cfg.trainer)  # tbptt_steps: the task clips itself
 
-    callbacks = runs.instantiate_group(cfg.get("callbacks"), "callbacks")
+    validation = runs.has_validation(datamodule)
+    runs.check_no_validation(cfg, validation)
+    if cfg.get("ckpt_path") and cfg.get("train", True):
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        runs.check_resume_fits(str(cfg.ckpt_path), checkpoint, model, data_kwargs)
+    callbacks_cfg = runs.adapt_callbacks(cfg.get("callbacks"), model, validation)
+    callbacks = runs.instantiate_group(callbacks_cfg, "callbacks")
     loggers = runs.instantiate_group(cfg.get("logger"), "logger")
     trainer = runs.build_trainer(cfg, callbacks, loggers)
     runs.save_resolved_config(cfg, output_dir)
@@ -172,7 +178,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     import lightning.pytorch  # noqa: F401  (sets up its loggers, which the next line quiets)
 
     quiet_library_logging()
-    metrics = run_cli("lstmkit-train", lambda: train(cfg))
+    metrics = run_cli("lstmkit-train", lambda: train(cfg), run_dir=_run_dir())
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:
@@ -187,9 +193,19 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``lstmkit-train [OVERRIDES]``; see ``lstmkit-train --help``."""
-    run_cli("lstmkit-train", lambda: check_argv(sys.argv[1:], config_groups()))
-    run_cli("lstmkit-train", lambda: check_argv_run_dir(sys.argv[1:]))
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    run_cli("lstmkit-train", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-train", lambda: check_argv_run_dir(argv))
+    run_cli("lstmkit-train", lambda: precheck("lstmkit-train", "train", argv))
     _hydra_main()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ or the archive's datasets by name (:class:`lstmkit.data.ArchiveDataModule`).
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from typing import Any
 
@@ -285,6 +286,14 @@ def _check_labels(labels: Any, n: int, source: str, task: str) -> Any:
     return labels
 
 
+def _check_path(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str | os.PathLike):
+        raise TypeError(
+            f"{name}={type(value).__name__}: must be the path of a .npz/.ts file (str or "
+            "pathlib.Path); save arrays with np.savez(path, x=..., y=...) first"
+        )
+
+
 class SequencesDataModule(LabelledSequencesDataModule):
     """Labelled sequences from a ``.npz`` or ``.ts`` file.
 
@@ -308,8 +317,11 @@ class SequencesDataModule(LabelledSequencesDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(task, standardize, **kwargs)
+        _check_path("path", path)
+        _check_path("test_path", test_path)
         self._save_hparams(locals())
-        self.path, self.test_path = str(path), test_path
+        self.path = str(path)
+        self.test_path = None if test_path is None else str(test_path)
 
     def read_splits(self) -> tuple[RawSplit, RawSplit | None]:
         seqs, labels = read_sequences(self.path)

@@ -18,6 +18,8 @@ and seasonal swings grow together becomes additive; the task gets ``log_target``
 
 from __future__ import annotations
 
+import logging
+import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -35,8 +37,11 @@ from lstmkit.data.filebase import (
     regression_baseline,
     split_counts,
 )
-from lstmkit.data.files import numeric_values, read_table
+from lstmkit.data.files import check_dialect, numeric_values, read_table
 from lstmkit.data.missing import first_missing, mask_missing
+from lstmkit.data.timecol import check_order, parse_time
+
+log = logging.getLogger(__name__)
 
 #: ``scaler=`` choices: standardise, or map the training rows' range to 0..1.
 SCALERS = ("standard", "minmax")
@@ -153,6 +158,10 @@ class TimeSeriesDataModule(FileDataModule):
             features and never rescaled: ``"month"`` (12 one-hot channels) and ``"year"``
             (years since the first row's year, divided by ``calendar_year_span``).
         calendar_year_span: the ``"year"`` channel's unit in years.
+        time_format: strftime format of the ``time`` column (``"%d/%m/%Y"``), or None for
+            the rules of :mod:`lstmkit.data.timecol` (numbers, ISO 8601, other dates).
+        dayfirst: read ``1/2/2022`` as 1 February (True) or 2 January (False); None decides
+            from the data and refuses a column that reads both ways.
         future_covariates: the covariates (``features`` and ``calendar``) of the ``horizon``
             forecast rows are known in advance (a calendar, a planned price): each window's
             inputs then run ``window + horizon`` rows, with zeros in the target channels of
@@ -176,6 +185,8 @@ class TimeSeriesDataModule(FileDataModule):
         calendar: Sequence[str] | None = None,
         calendar_year_span: float = 100.0,
         future_covariates: bool = False,
+        time_format: str | None = None,
+        dayfirst: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -185,6 +196,17 @@ class TimeSeriesDataModule(FileDataModule):
             raise ValueError("target=[]: name at least one target column")
         self.features = [str(f) for f in features or []]
         self.time = time
+        if time_format is not None and not isinstance(time_format, str):
+            raise TypeError(f"time_format={time_format!r}: must be a strftime format string")
+        if dayfirst is not None and not isinstance(dayfirst, bool):
+            raise TypeError(f"dayfirst={dayfirst!r}: must be true, false or null")
+        if (time_format is not None or dayfirst is not None) and not time:
+            raise ValueError(
+                "time_format/dayfirst parse the time column, but time=None: name the column "
+                "holding the times (data.time)"
+            )
+        self.time_format, self.dayfirst = time_format, dayfirst
+        self.time_rule: dict[str, Any] = {}  # how the time column was read (parse_time)
         self.window = check_int("window", window)
         self.horizon = check_int("horizon", horizon)
         self.stride = check_int("stride", stride)
@@ -234,19 +256,19 @@ class TimeSeriesDataModule(FileDataModule):
         return names
 
     def _calendar(self, time: Any, source: str, year0: int | None) -> tuple[np.ndarray, int]:
-        """The calendar channels ``(N, K)`` of the time values ``(N,)``, and the year the
+        """The calendar channels ``(N, K)`` of the parsed dates ``(N,)`` (None: the time
+        column holds numbers), and the year the
         ``"year"`` channel counts from: ``year0`` (the training series', for a new file) or
         else the first row's."""
         import pandas as pd
 
-        try:
-            dates = pd.DatetimeIndex(pd.to_datetime(time))
-        except (ValueError, TypeError) as err:
+        if time is None:
             raise DataFileError(
                 source,
                 f"calendar={self.calendar} needs dates in the time column {self.time!r}, but "
-                f"it holds values that are not: {err}",
-            ) from err
+                "it holds numbers: give dates, or set data.calendar=null",
+            )
+        dates = pd.DatetimeIndex(time)
         year0 = int(dates.year[0]) if year0 is None else int(year0)
         columns = []
         for name in self.calendar:
@@ -263,7 +285,13 @@ class TimeSeriesDataModule(FileDataModule):
         return [*cols, self.time] if self.time else cols
 
     def _arrays(
-        self, frame: Any, source: str, *, need_targets: bool = True, year0: int | None = None
+        self,
+        frame: Any,
+        source: str,
+        *,
+        need_targets: bool = True,
+        year0: int | None = None,
+        dayfirst: bool | None = None,
     ) -> dict[str, Any]:
         """Sort by time, check numbers and missing values; ``{"inputs", "targets", "rows",
         "time"}``: float32 ``(N, C)`` and ``(N, O)`` arrays (the targets a view of the inputs'
@@ -271,8 +299,21 @@ class TimeSeriesDataModule(FileDataModule):
         pandas Index, lazy for unsorted files) and the time values (or None); and
         ``"calendar_year0"``, the year the calendar's year channel counts from (``year0`` when
         given, else the first row's; None without that channel)."""
-        if self.time:
-            frame = frame.sort_values(self.time, kind="stable")
+        dates = None
+        if self.time:  # parsed as time (lstmkit.data.timecol), sorted, duplicates refused
+            key, dates, used = parse_time(
+                frame[self.time].to_numpy(),
+                self.time,
+                source,
+                time_format=self.time_format,
+                dayfirst=self.dayfirst if dayfirst is None else dayfirst,
+            )
+            order = check_order(key, frame[self.time].to_numpy(), self.time, source)
+            if (np.diff(order) != 1).any():
+                log.info("%s: rows sorted by the time column %r", source, self.time)
+                frame = frame.iloc[order]
+                dates = None if dates is None else dates[order]
+            self.time_rule = {"dayfirst": used}
         rows = frame.index  # the file's own row numbers, in time order
         time = frame[self.time].to_numpy() if self.time else None
         inputs = numeric_values(frame, self.input_columns, source)
@@ -300,11 +341,12 @@ class TimeSeriesDataModule(FileDataModule):
                 keep &= ~np.isnan(targets).any(1)
             inputs, rows = inputs[keep], rows[keep]
             time = None if time is None else time[keep]
+            dates = None if dates is None else dates[keep]
             targets = None if targets is None else targets[keep]
         if self.missing == "mask" and targets is not None and self.include_target:
             targets = targets.copy()  # kept with its NaN: the inputs are standardised in place
         if self.calendar:  # (targets stay a view of the new array's first columns)
-            channels, year0 = self._calendar(time, source, year0)
+            channels, year0 = self._calendar(dates, source, year0)
             inputs = np.concatenate([inputs, channels], axis=1)
             if self.include_target and self.missing != "mask":
                 targets = inputs[:, :o]
@@ -397,6 +439,8 @@ class TimeSeriesDataModule(FileDataModule):
             "target_std": target_scale,
             "log_target": self.log_target,
             "calendar_year0": arrays["calendar_year0"],  # what a new file's years count from
+            # how the time column's dates were read (day first or not), for a new file
+            "time_dayfirst": self.time_rule.get("dayfirst") if self.time else None,
         }
         self.fitted = stats
         # the baseline predicts the training targets' mean in original units (read before
@@ -480,15 +524,23 @@ class TimeSeriesDataModule(FileDataModule):
                 "checkpoint in Python and call the model on windows of window + horizon rows "
                 "(see lstmkit.tasks.AutoregressiveForecaster)"
             )
-        has_targets = self.include_target or _has_columns(path, self.targets)
+        has_targets = self.include_target or _has_columns(
+            path, self.targets, getattr(self, "dialect", {})
+        )
         columns = (
             self.needed_columns
             if has_targets
             else [*self.features] + ([self.time] if self.time else [])
         )
-        frame = read_table(path, columns)
+        frame = read_table(path, columns, **getattr(self, "dialect", {}))
         year0 = stats.get("calendar_year0")
-        arrays = self._arrays(frame, str(path), need_targets=has_targets, year0=year0)
+        arrays = self._arrays(
+            frame,
+            str(path),
+            need_targets=has_targets,
+            year0=year0,
+            dayfirst=stats.get("time_dayfirst"),
+        )
         inputs, targets = arrays["inputs"], arrays["targets"]
         n = len(inputs)
         if n < self.window:
@@ -534,7 +586,13 @@ class CSVDataModule(TimeSeriesDataModule):
     Args:
         path: the file.
         target, features, time, window, horizon, stride, include_target, log_target, scaler,
-            calendar, calendar_year_span, future_covariates: see :class:`TimeSeriesDataModule`.
+            calendar, calendar_year_span, future_covariates, time_format, dayfirst: see
+            :class:`TimeSeriesDataModule`.
+        sep: CSV column separator (``","``, ``";"``, ``"\\t"``); None detects it from the
+            header line (see :func:`lstmkit.data.files.read_table`).
+        decimal: CSV decimal mark (``"."`` or ``","``).
+        encoding: CSV text encoding; None reads UTF-8 (a byte-order mark is skipped; a UTF-16
+            mark selects UTF-16).
         **kwargs: split fractions, ``batch_size``, ``seed``, ``missing``, ``impute``,
             ``noise_std``, ``step_dropout`` (see :class:`FileDataModule`).
     """
@@ -554,8 +612,18 @@ class CSVDataModule(TimeSeriesDataModule):
         calendar: Sequence[str] | None = None,
         calendar_year_span: float = 100.0,
         future_covariates: bool = False,
+        time_format: str | None = None,
+        dayfirst: bool | None = None,
+        sep: str | None = None,
+        decimal: str = ".",
+        encoding: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                f"path={type(path).__name__}: must be the path of a CSV/Parquet file (str or "
+                "pathlib.Path); for a series in memory use StreamDataModule(series=...)"
+            )
         super().__init__(
             target,
             features,
@@ -569,13 +637,16 @@ class CSVDataModule(TimeSeriesDataModule):
             calendar=calendar,
             calendar_year_span=calendar_year_span,
             future_covariates=future_covariates,
+            time_format=time_format,
+            dayfirst=dayfirst,
             **kwargs,
         )
+        self.dialect = check_dialect(sep, decimal, encoding)
         self._save_hparams(locals())
         self.path = str(path)
 
     def read_frame(self) -> tuple[Any, str]:
-        return read_table(self.path, self.needed_columns), self.path
+        return read_table(self.path, self.needed_columns, **self.dialect), self.path
 
 
 class AirlineDataModule(TimeSeriesDataModule):
@@ -628,10 +699,10 @@ class AirlineDataModule(TimeSeriesDataModule):
         return pd.DataFrame({"passengers": values, "month": months}), "airline (aeon)"
 
 
-def _has_columns(path: str, columns: Sequence[str]) -> bool:
+def _has_columns(path: str, columns: Sequence[str], dialect: dict[str, Any]) -> bool:
     from lstmkit.data.files import check_file, table_columns
 
-    available = table_columns(check_file(path))
+    available = table_columns(check_file(path), **dialect)
     return all(c in available for c in columns)
 
 

@@ -18,6 +18,29 @@ from lstmkit.tasks.heads import valid_mask
 IGNORE_INDEX = -100
 
 
+def check_labels(y: Tensor, logits: Tensor, per_step: bool) -> None:
+    """Labels must be integer class indices of shape ``(B,)`` (``(B, T)`` per step).
+
+    Raises:
+        TypeError: float or bool labels (names ``y`` and the fix).
+        ValueError: labels of the wrong shape (names ``y``, expected and actual shapes).
+    """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y={type(y).__name__}: labels must be a tensor of class indices")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(
+            f"y has dtype {y.dtype}: labels must be integer class indices (torch.long) in "
+            f"[0, num_classes); convert with y.long() (or map the class names to ids)"
+        )
+    expected = tuple(logits.shape[:2]) if per_step else tuple(logits.shape[:1])
+    if tuple(y.shape) != expected:
+        what = "(batch, time)" if per_step else "(batch,)"
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}: labels must be {what} = {expected} class indices, "
+            "one per sequence" + (" step" if per_step else "")
+        )
+
+
 class SequenceClassifier(SequenceTask):
     """Classify sequences (many-to-one) or label every step (``per_step=True``).
 
@@ -109,6 +132,7 @@ class SequenceClassifier(SequenceTask):
         return logits[keep], y[keep]  # (N, C), (N,)
 
     def compute_loss(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
+        check_labels(y, out, self.per_step)
         logits, target = self._valid(out, y, lengths)
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= logits.size(-1)):
             bad = target[(target < 0) | (target >= logits.size(-1))][0]

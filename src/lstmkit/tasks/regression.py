@@ -234,6 +234,15 @@ class SequenceRegressor(SequenceTask):
         return y.exp() if self.log_target else y
 
     def compute_loss(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
+        if not isinstance(y, Tensor) or not y.is_floating_point():
+            what = y.dtype if isinstance(y, Tensor) else type(y).__name__
+            raise TypeError(f"y has dtype {what}: regression targets must be a float tensor")
+        if y.shape != out.shape:
+            raise ValueError(
+                f"y has shape {tuple(y.shape)}: targets must have the model's output shape "
+                f"{tuple(out.shape)} ((batch, output_size) for horizon=1, else (batch, horizon, "
+                f"output_size); output_size={self.output_size}, horizon={self.horizon})"
+            )
         if self.hparams.loss == "mse":
             return F.mse_loss(out, y)
         if self.hparams.loss == "mae":
