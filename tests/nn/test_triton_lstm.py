@@ -309,8 +309,7 @@ def test_bad_batch_sizes_are_refused():
 @pytest.mark.parametrize("packed", [False, True], ids=["full", "batch_sizes"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_kernels_cuda(variant, packed, dtype):
-    """Compiled on a GPU, at shapes where rows span several warps (H=160) and blocks (300)."""
-    steps, batch = 12, 8
+    """Compiled on a GPU, at a shape where a row spans several warps, and without layer norm
+    two programs (H=300: blocks of 256, the second one partly masked)."""
     sizes = [8] * 4 + [7, 7, 5, 5, 3, 2, 2, 1] if packed else None
-    for hidden in (160, 300):
-        check(variant, dtype, sizes, steps=steps, batch=batch, hidden=hidden, device="cuda")
+    check(variant, dtype, sizes, steps=12, batch=8, hidden=300, device="cuda")
