@@ -42,6 +42,10 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MAX_LN_HIDDEN = 2048
 # Without one, a program covers at most this many hidden units (more programs per row).
 BLOCK_PLAIN = 256
+# The whole-sequence kernels hold 4 x SEQUENCE_ROWS x H gate values of a program in registers
+# and stream the recurrent weight from L2 every step: meant for small hidden sizes.
+PERSISTENT_MAX_HIDDEN = 256
+SEQUENCE_ROWS = 16
 INSTALL_HINT = "the Triton LSTM kernels need triton: pip install 'lstmkit[gpu]'"
 
 Zoneout = Tensor | float | None
@@ -169,14 +173,36 @@ def _zoneout_mode(z: Zoneout) -> int:
     return 1 if isinstance(z, Tensor) else 2
 
 
-def _block(hidden: int, whole_row: bool) -> tuple[int, int, int]:
-    """(BLOCK_H, programs per row, num_warps)."""
+def _step_grid(hidden: int, whole_row: bool) -> dict[str, int]:
+    """Tile and warps of the per-step kernels: BLOCK_H units (all of a row's with a layer norm)
+    by BLOCK_B rows, about 1024 values a program."""
     import triton
 
     full = triton.next_power_of_2(hidden)
     block = full if whole_row else min(full, BLOCK_PLAIN)
-    warps = max(1, min(8, (4 * block if whole_row else block) // 128))
-    return block, triton.cdiv(hidden, block), warps
+    rows = max(1, min(16, 1024 // block))
+    warps = max(1, min(8, rows * (4 * block if whole_row else block) // 256))
+    return {"BLOCK_B": rows, "BLOCK_H": block, "num_warps": warps}
+
+
+def _sequence_grid(hidden: int) -> dict[str, int]:
+    """Tile and warps of the whole-sequence kernels: SEQUENCE_ROWS rows by all units (``tl.dot``
+    needs 16 at least each way)."""
+    import triton
+
+    block = max(16, triton.next_power_of_2(hidden))
+    return {
+        "BLOCK_B": SEQUENCE_ROWS,
+        "BLOCK_H": block,
+        "BLOCK_K": 32 if block <= 128 else 16,
+        "num_warps": 4 if block <= 128 else 8,
+    }
+
+
+def _device_sizes(sizes: list[int] | None, like: Tensor) -> Tensor:
+    if sizes is None:
+        return like  # not read
+    return torch.tensor(sizes, dtype=torch.int64, device=like.device)
 
 
 def _sizes_list(batch_sizes: Tensor | Sequence[int] | None, steps: int, batch: int):
@@ -215,6 +241,7 @@ def forward(
     zoneout_h: Zoneout = None,
     zoneout_c: Zoneout = None,
     batch_sizes: Tensor | Sequence[int] | None = None,
+    persistent: bool = False,
 ) -> ForwardResult:
     """Run one layer and direction (internal gate order o, i, f, g).
 
@@ -229,6 +256,8 @@ def forward(
         zoneout_h, zoneout_c: ``(T, B, H)`` 0/1 keep masks or float keep rates:
             ``h_t = lerp(h_hat, h_{t-1}, keep)``, ``c_t = lerp(c_hat, c_{t-1}, keep)``.
         batch_sizes: ``(T,)`` non-increasing rows active per step (PackedSequence), or None.
+        persistent: one launch for all steps (`_triton_kernels.forward_sequence`) instead of
+            a GEMM and a kernel per step; see `supports_persistent`.
 
     Returns:
         `ForwardResult`; ``out`` is zero where a row is inactive.
@@ -260,38 +289,49 @@ def forward(
     rec_pre_ln = new(steps, batch, gate_size) if ln else None
     rec_stats = new(steps, batch, 2, dtype=torch.float32) if ln else None
     cell_stats = new(steps, batch, 2, dtype=torch.float32) if cell_ln else None
-    z_step = None if ln else xp.new_empty(batch, gate_size)
     h_masked = None
     if recurrent_mask is not None:
         h_masked = (h0 * recurrent_mask).to(dtype).contiguous()
+    weight_hh = weight_hh.to(dtype).contiguous()
 
-    block, col_blocks, warps = _block(hidden, ln or cell_ln)
-    w_t = weight_hh.t()
     dummy = xp  # for pointers a variant does not read (their code is compiled out)
     flags = {
-        "H": hidden, "BLOCK_H": block, "LN": ln, "CELL_LN": cell_ln,
-        "PEEPHOLE": peephole is not None, "MASK": recurrent_mask is not None,
-        "ZH": _zoneout_mode(zoneout_h), "ZC": _zoneout_mode(zoneout_c), "num_warps": warps,
+        "H": hidden, "LN": ln, "CELL_LN": cell_ln, "PEEPHOLE": peephole is not None,
+        "MASK": recurrent_mask is not None, "ZH": _zoneout_mode(zoneout_h),
+        "ZC": _zoneout_mode(zoneout_c),
     }  # fmt: skip
-    pointers = (
+    buffers = (
         hbuf, cbuf, acts, tanh_cells, _or(fresh, dummy), _or(rec_stats, cbuf),
         _or(cell_stats, cbuf), _or(ln_hh, dummy), _or(ln_cell_weight, dummy),
         _or(ln_cell_bias, dummy), _or(peephole, dummy), _or(recurrent_mask, dummy),
         _or(h_masked, dummy), _tensor_or(zoneout_h, dummy), _tensor_or(zoneout_c, dummy),
         _rate(zoneout_h), _rate(zoneout_c),
     )  # fmt: skip
-    for t in range(steps):
-        n = batch if sizes is None else sizes[t]
-        h_in = h_masked if h_masked is not None else hbuf[t]
-        if ln:
-            z, z_offset = rec_pre_ln, t * batch * gate_size
-            torch.mm(h_in[:n], w_t, out=rec_pre_ln[t, :n])
-        else:
-            z, z_offset = z_step, 0
-            torch.mm(h_in[:n], w_t, out=z_step[:n])
-        kernels.forward_step[(n, col_blocks)](
-            xp, z, z_offset, *pointers, t, batch, LAYER_NORM_EPS, **flags
-        )
+    if persistent:
+        _check_persistent(xp, ln or cell_ln)
+        grid = _sequence_grid(hidden)
+        kernels.forward_sequence[(_cdiv(batch, grid["BLOCK_B"]),)](
+            xp, *buffers[:5], _or(rec_pre_ln, dummy), *buffers[5:], weight_hh,
+            _device_sizes(sizes, xp), steps, batch, LAYER_NORM_EPS, **flags, **grid,
+            BATCH_SIZES=sizes is not None, PRECISION="ieee",
+        )  # fmt: skip
+    else:
+        grid = _step_grid(hidden, ln or cell_ln)
+        col_blocks = _cdiv(hidden, grid["BLOCK_H"])
+        z_step = None if ln else xp.new_empty(batch, gate_size)
+        w_t = weight_hh.t()
+        for t in range(steps):
+            n = batch if sizes is None else sizes[t]
+            h_in = h_masked if h_masked is not None else hbuf[t]
+            if ln:
+                z, z_offset = rec_pre_ln, t * batch * gate_size
+                torch.mm(h_in[:n], w_t, out=rec_pre_ln[t, :n])
+            else:
+                z, z_offset = z_step, 0
+                torch.mm(h_in[:n], w_t, out=z_step[:n])
+            kernels.forward_step[(_cdiv(n, grid["BLOCK_B"]), col_blocks)](
+                xp, z, z_offset, *buffers, t, n, batch, LAYER_NORM_EPS, **flags, **grid
+            )
 
     out = hbuf[1:]
     if sizes is None:
@@ -313,12 +353,16 @@ def backward(
     grad_out: Tensor | None,
     grad_h_n: Tensor | None,
     grad_c_n: Tensor | None,
+    *,
+    persistent: bool = False,
 ) -> BackwardResult:
     """Gradients of `forward`'s inputs from those of its outputs (None reads as zeros).
 
     Args:
         saved: what `forward` returned.
         grad_out: ``(T, B, H)``; grad_h_n, grad_c_n: ``(B, H)``.
+        persistent: one launch for all steps (`_triton_kernels.backward_sequence`) instead of
+            a kernel and a GEMM per step (either way whichever way the forward ran).
     """
     kernels = _kernels()
     v = saved
@@ -348,27 +392,39 @@ def backward(
     d_rec = new(steps, batch, gate_size) if ln else None
     d_cn = new(steps, batch, hidden, dtype=f32) if cell_ln else None
 
-    block, col_blocks, warps = _block(hidden, ln or cell_ln)
     dummy = v.acts
     flags = {
-        "H": hidden, "BLOCK_H": block, "LN": ln, "CELL_LN": cell_ln,
-        "PEEPHOLE": v.peephole is not None, "MASK": v.recurrent_mask is not None,
-        "ZH": _zoneout_mode(v.zoneout_h), "ZC": _zoneout_mode(v.zoneout_c), "num_warps": warps,
+        "H": hidden, "LN": ln, "CELL_LN": cell_ln, "PEEPHOLE": v.peephole is not None,
+        "MASK": v.recurrent_mask is not None, "ZH": _zoneout_mode(v.zoneout_h),
+        "ZC": _zoneout_mode(v.zoneout_c),
     }  # fmt: skip
+    grad_rec = d_rec if ln else d_pre
     pointers = (
-        gout, gh, extra, carry_c, v.acts, v.tanh_cells, v.cbuf, _or(v.fresh, dummy),
+        gout, extra, carry_c, v.acts, v.tanh_cells, v.cbuf, _or(v.fresh, dummy),
         _or(v.rec_pre_ln, dummy), _or(v.rec_stats, v.cbuf), _or(v.cell_stats, v.cbuf),
         _or(v.ln_hh, dummy), _or(v.ln_cell_weight, dummy), _or(v.peephole, dummy),
         _or(v.recurrent_mask, dummy), _tensor_or(v.zoneout_h, dummy),
         _tensor_or(v.zoneout_c, dummy), _rate(v.zoneout_h), _rate(v.zoneout_c), d_pre,
-        _or(d_rec, dummy), _or(d_cn, v.cbuf),
+        grad_rec, _or(d_cn, v.cbuf),
     )  # fmt: skip
-    grad_rec = d_rec if ln else d_pre
-    weight = v.weight_hh
-    for t in range(steps - 1, -1, -1):
-        n = batch if sizes is None else sizes[t]
-        kernels.backward_step[(n, col_blocks)](*pointers, t, batch, **flags)
-        torch.mm(grad_rec[t, :n], weight, out=gh[:n])
+    weight = v.weight_hh.to(v.acts.dtype).contiguous()
+    if persistent:
+        _check_persistent(v.acts, ln or cell_ln)
+        grid = _sequence_grid(hidden)
+        gh = v.cbuf.new_empty(batch, hidden)
+        kernels.backward_sequence[(_cdiv(batch, grid["BLOCK_B"]),)](
+            *pointers, weight, gh, _device_sizes(sizes, v.acts), steps, batch, **flags, **grid,
+            BATCH_SIZES=sizes is not None, PRECISION="ieee",
+        )  # fmt: skip
+    else:
+        grid = _step_grid(hidden, ln or cell_ln)
+        col_blocks = _cdiv(hidden, grid["BLOCK_H"])
+        for t in range(steps - 1, -1, -1):
+            n = batch if sizes is None else sizes[t]
+            kernels.backward_step[(_cdiv(n, grid["BLOCK_B"]), col_blocks)](
+                pointers[0], gh, *pointers[1:], t, n, batch, **flags, **grid
+            )
+            torch.mm(grad_rec[t, :n], weight, out=gh[:n])
 
     mask = v.recurrent_mask
     grad_h0 = gh.float() if mask is None else gh.float() * mask
@@ -395,6 +451,24 @@ def backward(
     return BackwardResult(
         d_pre, grad_h0, grad_c0, grad_w_hh, grad_peephole, grad_ln_hh, grad_ln_cw, grad_ln_cb
     )
+
+
+def supports_persistent(xp: Tensor, *, layer_norm: bool = False) -> str | None:
+    """None if the whole-sequence kernels cover this call (beyond `supports`), else why not."""
+    hidden = xp.shape[-1] // 4
+    if hidden > PERSISTENT_MAX_HIDDEN:
+        return f"hidden_size {hidden} > {PERSISTENT_MAX_HIDDEN} for the whole-sequence kernels"
+    return None
+
+
+def _check_persistent(xp: Tensor, layer_norm: bool) -> None:
+    reason = supports_persistent(xp, layer_norm=layer_norm)
+    if reason is not None:
+        raise ValueError(f"persistent=True: {reason}; use persistent=False")
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _gain_grad(grad: Tensor, x: Tensor, stats: Tensor) -> Tensor:
