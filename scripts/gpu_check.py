@@ -50,7 +50,10 @@ DRY_LENGTHS_SHAPE = (3, 5, 2, 4, 1)
 ACCURACY_LIMIT = 5e-3
 PRECISIONS = ["32-true", "16-mixed", "bf16-mixed"]
 ENCODERS = ["cudnn", "custom"]
-SECTIONS = ["table", "compile", "pytest", "train"]
+SECTIONS = ["table", "kernels", "compile", "pytest", "train"]
+# the layer alone (B, T, H), for `kernel_table`; the last one with lengths
+KERNEL_SHAPES = [(32, 100, 128), (64, 256, 256), (16, 1000, 128), (64, 256, 256)]
+DRY_KERNEL_SHAPES = [(3, 4, 6), (3, 4, 6)]
 
 
 @dataclass
@@ -317,6 +320,86 @@ def print_table(rows: list[Row]) -> None:
             print(f"  FAIL {r.case} {r.name}: {failure}")
 
 
+def _layer_calls(xp, state, weight, kwargs, upstream, persistent):
+    """(forward, forward+backward) of `triton_lstm` on these inputs, as callables."""
+    from lstmkit.nn import triton_lstm
+
+    def fwd():
+        return triton_lstm.forward(xp, *state, weight, **kwargs, persistent=persistent)
+
+    def both():
+        saved = fwd()
+        return saved, triton_lstm.backward(saved, *upstream, persistent=persistent)
+
+    return fwd, both
+
+
+def kernel_table(device: torch.device, shapes, rounds: int, warmup: int) -> list[str]:
+    """`triton_lstm` called directly, one layer and direction: the per-step kernels against the
+    whole-sequence ones (where they apply), plain and layer norm. Milliseconds of forward and
+    forward+backward, GPU operations per step, and max |diff| between the two kinds."""
+    from lstmkit.nn import triton_lstm
+
+    failures = []
+    header = (
+        f"{'layer (B,T,H)':22} {'kernels':18} {'fwd ms':>8} {'f+b ms':>8} {'ops/step f':>10} "
+        f"{'f+b':>6} {'max |diff| vs per-step':>22}"
+    )
+    print(header)
+    print("-" * len(header))
+    for index, (batch, steps, hidden) in enumerate(shapes):
+        lengths = index == len(shapes) - 1
+        gen = torch.Generator().manual_seed(0)
+        sizes = None
+        if lengths:  # uniform in [T/4, T], sorted as PackedSequence has them
+            per_row = torch.randint(steps // 4, steps + 1, (batch,), generator=gen)
+            per_row[0] = steps
+            per_row = per_row.sort(descending=True).values
+            sizes = (per_row.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1)
+        for layer_norm in (False, True):
+            xp = torch.randn(steps, batch, 4 * hidden, generator=gen).to(device)
+            state = [torch.randn(batch, hidden, generator=gen).to(device) * 0.5 for _ in "hc"]
+            weight = (torch.randn(4 * hidden, hidden, generator=gen) * hidden**-0.5).to(device)
+            kwargs = {"batch_sizes": sizes}
+            if layer_norm:
+                kwargs.update(
+                    ln_hh=torch.ones(4 * hidden, device=device),
+                    ln_cell_weight=torch.ones(hidden, device=device),
+                    ln_cell_bias=torch.zeros(hidden, device=device),
+                )
+            upstream = [torch.randn_like(xp[..., :hidden]), *(torch.randn_like(h) for h in state)]
+            kinds = [False]
+            if triton_lstm.supports_persistent(xp, layer_norm=layer_norm) is None:
+                kinds.append(True)
+            results = {}
+            for persistent in kinds:
+                fwd, both = _layer_calls(xp, state, weight, kwargs, upstream, persistent)
+                results[persistent] = both()
+                times = {"fwd": [], "both": []}
+                for r in range(warmup + rounds):
+                    t_fwd, t_both = _timed(fwd, device), _timed(both, device)
+                    if r >= warmup:
+                        times["fwd"].append(t_fwd)
+                        times["both"].append(t_both)
+                diff = float("nan")
+                if persistent:
+                    (s0, g0), (s1, g1) = results[False], results[True]
+                    pairs = [*zip(s0[:3], s1[:3], strict=True)]
+                    pairs += [(a, b) for a, b in zip(g0, g1, strict=True) if a is not None]
+                    diff = max(_max_rel(b, a.double().cpu()) for a, b in pairs)
+                    if not diff <= ACCURACY_LIMIT:
+                        failures.append(f"kernels {batch},{steps},{hidden}: {diff:.1e}")
+                name = ("persistent" if persistent else "per-step") + (" LN" if layer_norm else "")
+                case = f"{batch},{steps},{hidden}" + (" lengths" if lengths else "")
+                print(
+                    f"{case:22} {name:18} {statistics.median(times['fwd']) * 1e3:8.2f} "
+                    f"{statistics.median(times['both']) * 1e3:8.2f} "
+                    f"{_gpu_ops(fwd, device) / steps:10.1f} {_gpu_ops(both, device) / steps:6.1f} "
+                    f"{diff:22.1e}"
+                )
+    return failures
+
+
 def check_compile(device: torch.device) -> list[str]:
     """A model holding CustomLSTM compiles with fullgraph=True (no graph break), both paths,
     and gives eager's outputs and gradients."""
@@ -422,13 +505,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cpu_dry_run:
         device, shapes, lengths_shape = torch.device("cpu"), DRY_SHAPES, DRY_LENGTHS_SHAPE
-        sections = [s for s in sections if s in ("table", "compile")]
+        kernel_shapes = DRY_KERNEL_SHAPES
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # the kernels table in the interpreter
+        sections = [s for s in sections if s in ("table", "kernels", "compile")]
         args.rounds, args.warmup = 2, 1
     elif not torch.cuda.is_available():
         print("no CUDA device: gpu_check measures the GPU path; run it on a machine with one")
         return 2
     else:
         device, shapes, lengths_shape = torch.device("cuda"), SHAPES, LENGTHS_SHAPE
+        kernel_shapes = KERNEL_SHAPES
     try:
         from lstmkit.nn.settings import flags  # noqa: F401  (the switch between the two paths)
     except ImportError as error:
@@ -459,6 +545,15 @@ def main(argv: list[str] | None = None) -> int:
             rows += check_case(case, candidates(), args.rounds, args.warmup)
         print_table(rows)
         failures += [f"{r.case} {r.name}: {f}" for r in rows for f in r.failures]
+    if "kernels" in sections:
+        print(
+            "\n== the Triton kernels alone (one layer, one direction): per-step vs whole-sequence"
+        )
+        try:
+            failures += kernel_table(device, kernel_shapes, args.rounds, args.warmup)
+        except Exception as error:  # e.g. a kernel that does not compile on this GPU
+            print(f"  FAIL {type(error).__name__}: {error}")
+            failures.append(f"kernels: {type(error).__name__}")
     if "compile" in sections:
         print("\n== torch.compile(fullgraph=True) of a model holding CustomLSTM")
         failures += check_compile(device)

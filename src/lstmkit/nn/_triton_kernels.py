@@ -362,10 +362,11 @@ def _recurrent_dot(a_ptr, a_offsets, a_stride_k, w_ptr, rows_m, cols, cm,
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         km = ks < K
-        a = tl.load(
+        a = tl.load(  # written by this program's previous step: read past L1 (".cg")
             a_ptr + a_offsets[:, None] + ks[None, :] * a_stride_k,
             mask=rows_m[:, None] & km[None, :],
             other=0.0,
+            cache_modifier=".cg",
         )
         w = tl.load(
             w_ptr + ks[:, None] * W_ROW + cols[None, :] * W_COL,
