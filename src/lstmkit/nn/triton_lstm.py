@@ -9,6 +9,10 @@ A time step costs two launches each way instead of 8-15 torch ops:
 * backward: one fused kernel (`_triton_kernels.backward_step`) from ``d h_t``, ``d c_t`` to the
   pre-activation gradients (through both layer norms), then the GEMM ``d_rec @ W_hh``.
 
+With ``persistent=True`` (hidden sizes up to `PERSISTENT_MAX_HIDDEN`) each way is one launch
+for the whole sequence instead (`_triton_kernels.forward_sequence`, `backward_sequence`), with
+the recurrent GEMM inside the kernel.
+
 The weight gradient of ``W_hh`` is one GEMM over all steps after the loop; the peephole and
 layer-norm parameter gradients are one reduction each; the gradient of ``xp`` is returned as is
 (the caller turns it into ``weight_ih``/bias/input gradients with one more GEMM).
