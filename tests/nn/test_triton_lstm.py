@@ -204,6 +204,13 @@ def check(
         result, *(u.to(device=device, dtype=dtype) for u in upstream), persistent=persistent
     )
 
+    specs = triton_lstm.saved_specs(
+        steps, batch, hidden, dtype, layer_norm=variant.layer_norm,
+        cell_layer_norm=variant.layer_norm, zoneout_c=variant.zoneout_c is not None,
+    )  # fmt: skip
+    for name, spec in specs.items():  # what a fake implementation would promise
+        buffer = getattr(result, name)
+        assert (None if buffer is None else (buffer.shape, buffer.dtype)) == spec, name
     for what, actual, expected in zip(
         ("out", "h_n", "c_n"), result[:3], expected_outs, strict=True
     ):

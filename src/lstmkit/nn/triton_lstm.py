@@ -61,10 +61,11 @@ class ForwardResult(NamedTuple):
     Shapes: T steps, B rows, H hidden units; "dtype" is ``xp``'s dtype.
 
     Outputs:
-        out: ``(T, B, H)`` dtype, ``h_t`` (zero at a row's padded steps); a view of ``hbuf[1:]``.
+        out: ``(T, B, H)`` dtype, ``h_t`` (zero at a row's padded steps); a view of ``hbuf[1:]``
+            (an operator that returns both must return ``hbuf`` and slice outside, or clone).
         h_n: ``(B, H)`` dtype, each row's ``h`` at its last step.
         c_n: ``(B, H)`` dtype, each row's carried cell at its last step.
-    Saved buffers:
+    Saved buffers (`SAVED_BUFFERS`; shapes and dtypes from `saved_specs`):
         hbuf: ``(T + 1, B, H)`` dtype, ``h0`` then ``h_1..h_T``.
         cbuf: ``(T + 1, B, H)`` float32, ``c0`` then the carried cells ``c_1..c_T``.
         acts: ``(T, B, 4H)`` dtype, gate activations o, i, f, g.
@@ -160,6 +161,35 @@ def supports(
     if xp.numel() >= 2**31:
         return "more than 2**31 elements in the input projection (32-bit offsets)"
     return None
+
+
+def saved_specs(
+    steps: int,
+    batch: int,
+    hidden: int,
+    dtype: torch.dtype,
+    *,
+    layer_norm: bool,
+    cell_layer_norm: bool,
+    zoneout_c: bool,
+) -> dict[str, tuple[tuple[int, ...], torch.dtype] | None]:
+    """Shape and dtype of each saved buffer of `ForwardResult` (None where absent), in
+    `SAVED_BUFFERS` order: what `forward` allocates, and what a fake implementation returns."""
+    f32 = torch.float32
+    return {
+        "hbuf": ((steps + 1, batch, hidden), dtype),
+        "cbuf": ((steps + 1, batch, hidden), f32),
+        "acts": ((steps, batch, 4 * hidden), dtype),
+        "tanh_cells": ((steps, batch, hidden), dtype),
+        "fresh": ((steps, batch, hidden), f32) if zoneout_c else None,
+        "rec_pre_ln": ((steps, batch, 4 * hidden), dtype) if layer_norm else None,
+        "rec_stats": ((steps, batch, 2), f32) if layer_norm else None,
+        "cell_stats": ((steps, batch, 2), f32) if cell_layer_norm else None,
+    }
+
+
+SAVED_BUFFERS = tuple(saved_specs(0, 0, 0, torch.float32, layer_norm=True,
+                                  cell_layer_norm=True, zoneout_c=True))  # fmt: skip
 
 
 @functools.cache
@@ -283,16 +313,15 @@ def forward(
 
     # Inactive rows must read as zero (padded outputs; the backward reduces whole buffers).
     new = xp.new_zeros if sizes is not None else xp.new_empty
-    hbuf = new(steps + 1, batch, hidden)
+    specs = saved_specs(
+        steps, batch, hidden, dtype, layer_norm=ln, cell_layer_norm=cell_ln,
+        zoneout_c=zoneout_c is not None,
+    )  # fmt: skip
+    hbuf, cbuf, acts, tanh_cells, fresh, rec_pre_ln, rec_stats, cell_stats = (
+        None if spec is None else new(spec[0], dtype=spec[1]) for spec in specs.values()
+    )
     hbuf[0] = h0
-    cbuf = new(steps + 1, batch, hidden, dtype=torch.float32)
     cbuf[0] = c0
-    acts = new(steps, batch, gate_size)
-    tanh_cells = new(steps, batch, hidden)
-    fresh = new(steps, batch, hidden, dtype=torch.float32) if zoneout_c is not None else None
-    rec_pre_ln = new(steps, batch, gate_size) if ln else None
-    rec_stats = new(steps, batch, 2, dtype=torch.float32) if ln else None
-    cell_stats = new(steps, batch, 2, dtype=torch.float32) if cell_ln else None
     h_masked = None
     if recurrent_mask is not None:
         h_masked = (h0 * recurrent_mask).to(dtype).contiguous()
@@ -340,7 +369,7 @@ def forward(
     out = hbuf[1:]
     if sizes is None:
         last = None
-        h_n, c_n = hbuf[steps].clone(), cbuf[steps].to(dtype)
+        h_n, c_n = hbuf[steps].clone(), cbuf[steps].to(dtype, copy=True)
     else:
         last = _last_steps(sizes, batch, xp.device)
         rows = torch.arange(batch, device=xp.device)
