@@ -242,7 +242,9 @@ def _device_sizes(sizes: list[int] | None, like: Tensor) -> Tensor:
 def _sizes_list(batch_sizes: Tensor | Sequence[int] | None, steps: int, batch: int):
     if batch_sizes is None:
         return None
-    sizes = [int(n) for n in batch_sizes]
+    # one host copy (PackedSequence keeps batch_sizes on the CPU already)
+    raw = batch_sizes.tolist() if isinstance(batch_sizes, Tensor) else batch_sizes
+    sizes = [int(n) for n in raw]
     if (
         len(sizes) != steps
         or sizes[0] != batch
@@ -261,6 +263,7 @@ def _contiguous(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+@torch.no_grad()  # the caller's autograd (an operator's) differentiates; out= GEMMs need it off
 def forward(
     xp: Tensor,
     h0: Tensor,
@@ -381,6 +384,7 @@ def forward(
     )  # fmt: skip
 
 
+@torch.no_grad()
 def backward(
     saved: ForwardResult,
     grad_out: Tensor | None,
