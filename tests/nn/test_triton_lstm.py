@@ -33,8 +33,9 @@ GRAD_NAMES = triton_lstm.BackwardResult._fields
 # input dtype, and GEMMs sum in another order than float64's: their errors add up over the
 # steps like those of the same equations run in torch ops in that dtype. So each tensor's
 # largest error may be at most 3x that of torch ops in the same dtype (CPU), or a floor share
-# of the tensor's largest entry (torch ops in bf16/fp16 miss by up to 3 % / 0.5 % of it here).
-FLOOR = {torch.float32: 1e-5, torch.bfloat16: 0.02, torch.float16: 0.003}
+# of the tensor's largest entry (torch ops in bf16/fp16 miss by up to 3 % / 0.5 % of it here;
+# a bf16 peephole gradient, a sum of 240 rounded products at T=12, B=20, by 3.4 %).
+FLOOR = {torch.float32: 1e-5, torch.bfloat16: 0.04, torch.float16: 0.004}
 SIZES = [3, 3, 2, 1]  # PackedSequence batch sizes for T=4, B=3
 
 
