@@ -23,9 +23,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed: pip install 'lstmkit[gpu]'")
 
-from lstmkit.nn import triton_lstm
+from lstmkit.nn import fused, triton_lstm
 from lstmkit.nn.cell import LAYER_NORM_EPS
-from lstmkit.nn.fused import FusedLSTMLayer
 
 INTERPRETED = triton_lstm.interpreted()
 GRAD_NAMES = triton_lstm.BackwardResult._fields
@@ -282,20 +281,34 @@ def test_kernels_split_rows(monkeypatch, variant):
     check(variant, torch.float32, SIZES)
 
 
-@pytest.mark.parametrize("packed", [False, True], ids=["full", "batch_sizes"])
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
-def test_reference_matches_fused_layer(variant, packed):
-    """The test's reference computes what `FusedLSTMLayer` (torch ops) computes."""
-    inputs = make_inputs(variant, 4, 3, 6)
-    sizes = SIZES if packed else None
-    ours = reference(**inputs, batch_sizes=sizes)
+def _fused_forward(inputs: dict, sizes) -> tuple[Tensor, Tensor, Tensor]:
+    """``out, h_n, c_n`` of `lstmkit.nn.fused`'s layer (through whichever entry point this
+    version of it has: `layer_forward` with `LayerInputs`, or `FusedLSTMLayer`)."""
     g = inputs.get
-    fused = FusedLSTMLayer.apply(
+    if hasattr(fused, "layer_forward"):
+        rates = {
+            f"{name}_rate": g(name) for name in ("zoneout_h", "zoneout_c")
+            if g(name) is not None and not isinstance(g(name), Tensor)
+        }  # fmt: skip
+        tensors = {k: v for k, v in inputs.items() if isinstance(v, Tensor)}
+        batch_sizes = None if sizes is None else torch.tensor(sizes)
+        layer = fused.LayerInputs(**tensors, **rates, batch_sizes=batch_sizes)
+        return fused.layer_forward(layer)[:3]
+    return fused.FusedLSTMLayer.apply(
         inputs["xp"], inputs["h0"], inputs["c0"], inputs["weight_hh"], None, g("peephole"),
         g("ln_hh"), g("ln_cell_weight"), g("ln_cell_bias"), g("recurrent_mask"),
         g("zoneout_h"), g("zoneout_c"), sizes,
     )  # fmt: skip
-    for a, b in zip(ours, fused, strict=True):
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["full", "batch_sizes"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_reference_matches_fused_layer(variant, packed):
+    """The test's reference computes what `lstmkit.nn.fused`'s layer (torch ops) computes."""
+    inputs = make_inputs(variant, 4, 3, 6)
+    sizes = SIZES if packed else None
+    ours = reference(**inputs, batch_sizes=sizes)
+    for a, b in zip(ours, _fused_forward(inputs, sizes), strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
