@@ -321,14 +321,14 @@ def print_table(rows: list[Row]) -> None:
 
 
 def _layer_calls(xp, state, weight, kwargs, upstream, persistent):
-    """(forward, forward+backward) of `triton_lstm` on these inputs, as callables."""
+    """(forward without saving, forward+backward) of `triton_lstm` on these inputs."""
     from lstmkit.nn import triton_lstm
 
-    def fwd():
-        return triton_lstm.forward(xp, *state, weight, **kwargs, persistent=persistent)
+    def fwd(keep=False):  # inference: nothing saved for a backward
+        return triton_lstm.forward(xp, *state, weight, **kwargs, persistent=persistent, keep=keep)
 
     def both():
-        saved = fwd()
+        saved = fwd(keep=True)
         return saved, triton_lstm.backward(saved, *upstream, persistent=persistent)
 
     return fwd, both

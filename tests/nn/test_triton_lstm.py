@@ -312,6 +312,23 @@ def test_reference_matches_fused_layer(variant, packed):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.skipif(not INTERPRETED, reason="the interpreter runs on CPU")
+@pytest.mark.parametrize("persistent", [False, True], ids=["per_step", "whole_sequence"])
+@pytest.mark.parametrize("variant", [VARIANTS[1], VARIANTS[-1]], ids=lambda v: v.name)
+def test_keep_false_saves_nothing_and_computes_the_same(variant, persistent):
+    inputs = {
+        k: v.float() if isinstance(v, Tensor) else v
+        for k, v in make_inputs(variant, 4, 3, 6).items()
+    }
+    kept = triton_lstm.forward(**inputs, batch_sizes=SIZES, persistent=persistent)
+    lean = triton_lstm.forward(**inputs, batch_sizes=SIZES, persistent=persistent, keep=False)
+    for a, b in zip(kept[:3], lean[:3], strict=True):
+        assert torch.equal(a, b)
+    assert all(getattr(lean, name) is None for name in triton_lstm.SAVED_BUFFERS[2:])
+    with pytest.raises(ValueError, match="keep=False"):
+        triton_lstm.backward(lean, None, None, None)
+
+
 def test_supports_names_what_it_does_not_cover():
     xp = torch.zeros(2, 1, 16)
     assert triton_lstm.supports(xp.double()) == (

@@ -68,10 +68,11 @@ def _forward_pointwise(
     ln_hh_ptr, ln_cw_ptr, ln_cb_ptr, peep_ptr, mask_ptr, h_masked_ptr, zh_ptr, zc_ptr,
     zh_rate, zc_rate, rows, cols, rmask, t, B, eps,
     H: tl.constexpr, LN: tl.constexpr, CELL_LN: tl.constexpr, PEEPHOLE: tl.constexpr,
-    MASK: tl.constexpr, ZH: tl.constexpr, ZC: tl.constexpr,
+    MASK: tl.constexpr, ZH: tl.constexpr, ZC: tl.constexpr, SAVE: tl.constexpr,
 ):  # fmt: skip
     """One step's work after the recurrent GEMM, for rows ``rows`` (R,) and units ``cols`` (C,):
-    layer norms, gates, cell, zoneout, ``h_t``; writes the state and the saved buffers."""
+    layer norms, gates, cell, zoneout, ``h_t``; writes the state and (``SAVE``) the buffers
+    only the backward reads."""
     G: tl.constexpr = 4 * H
     cm = cols < H
     m = rmask[:, None] & cm[None, :]
@@ -90,8 +91,9 @@ def _forward_pointwise(
         z_i = z_i * rstd * _vec(ln_hh_ptr + H, cols, cm)
         z_f = z_f * rstd * _vec(ln_hh_ptr + 2 * H, cols, cm)
         z_g = z_g * rstd * _vec(ln_hh_ptr + 3 * H, cols, cm)
-        tl.store(rec_stats_ptr + step_rows[:, None] * 2, mean, mask=rmask[:, None])
-        tl.store(rec_stats_ptr + step_rows[:, None] * 2 + 1, rstd, mask=rmask[:, None])
+        if SAVE:
+            tl.store(rec_stats_ptr + step_rows[:, None] * 2, mean, mask=rmask[:, None])
+            tl.store(rec_stats_ptr + step_rows[:, None] * 2 + 1, rstd, mask=rmask[:, None])
     a_o = _tile(xp_ptr, gate, m) + z_o
     a_i = _tile(xp_ptr + H, gate, m) + z_i
     a_f = _tile(xp_ptr + 2 * H, gate, m) + z_f
@@ -113,7 +115,7 @@ def _forward_pointwise(
         c_new = c_hat + _tile(zc_ptr, unit, m) * (c_prev - c_hat)
     if ZC == 2:
         c_new = c_hat + zc_rate * (c_prev - c_hat)
-    if ZC != 0:
+    if ZC != 0 and SAVE:
         tl.store(fresh_ptr + unit, c_hat, mask=m)
 
     c_norm = c_hat
@@ -122,8 +124,9 @@ def _forward_pointwise(
         centred = tl.where(m, c_hat - c_mean, 0.0)
         c_rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1)[:, None] / H + eps)
         c_norm = centred * c_rstd * _vec(ln_cw_ptr, cols, cm) + _vec(ln_cb_ptr, cols, cm)
-        tl.store(cell_stats_ptr + step_rows[:, None] * 2, c_mean, mask=rmask[:, None])
-        tl.store(cell_stats_ptr + step_rows[:, None] * 2 + 1, c_rstd, mask=rmask[:, None])
+        if SAVE:
+            tl.store(cell_stats_ptr + step_rows[:, None] * 2, c_mean, mask=rmask[:, None])
+            tl.store(cell_stats_ptr + step_rows[:, None] * 2 + 1, c_rstd, mask=rmask[:, None])
     s = _tanh(c_norm)
     h_new = o * s
     if ZH != 0:
@@ -133,12 +136,13 @@ def _forward_pointwise(
         else:
             h_new = h_new + zh_rate * (h_prev - h_new)
 
-    dtype = acts_ptr.dtype.element_ty
-    tl.store(acts_ptr + gate, o.to(dtype), mask=m)
-    tl.store(acts_ptr + H + gate, i.to(dtype), mask=m)
-    tl.store(acts_ptr + 2 * H + gate, f.to(dtype), mask=m)
-    tl.store(acts_ptr + 3 * H + gate, g.to(dtype), mask=m)
-    tl.store(tanh_ptr + unit, s.to(dtype), mask=m)
+    if SAVE:
+        dtype = acts_ptr.dtype.element_ty
+        tl.store(acts_ptr + gate, o.to(dtype), mask=m)
+        tl.store(acts_ptr + H + gate, i.to(dtype), mask=m)
+        tl.store(acts_ptr + 2 * H + gate, f.to(dtype), mask=m)
+        tl.store(acts_ptr + 3 * H + gate, g.to(dtype), mask=m)
+        tl.store(tanh_ptr + unit, s.to(dtype), mask=m)
     tl.store(cbuf_ptr + B * H + unit, c_new, mask=m)  # (t + 1, row)
     h_out = h_new.to(hbuf_ptr.dtype.element_ty)
     tl.store(hbuf_ptr + B * H + unit, h_out, mask=m)
@@ -283,6 +287,7 @@ def forward_step(
     MASK: tl.constexpr,
     ZH: tl.constexpr,
     ZC: tl.constexpr,
+    SAVE: tl.constexpr,
 ):
     G: tl.constexpr = 4 * H
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -295,7 +300,7 @@ def forward_step(
         _tile(z_ptr + 3 * H, z, m), xp_ptr, hbuf_ptr, cbuf_ptr,
         acts_ptr, tanh_ptr, fresh_ptr, rec_stats_ptr, cell_stats_ptr, ln_hh_ptr, ln_cw_ptr,
         ln_cb_ptr, peep_ptr, mask_ptr, h_masked_ptr, zh_ptr, zc_ptr, zh_rate, zc_rate, rows,
-        cols, rmask, t, B, eps, H, LN, CELL_LN, PEEPHOLE, MASK, ZH, ZC,
+        cols, rmask, t, B, eps, H, LN, CELL_LN, PEEPHOLE, MASK, ZH, ZC, SAVE,
     )  # fmt: skip
 
 
@@ -388,6 +393,7 @@ def forward_sequence(
     H: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     LN: tl.constexpr, CELL_LN: tl.constexpr, PEEPHOLE: tl.constexpr, MASK: tl.constexpr,
     ZH: tl.constexpr, ZC: tl.constexpr, BATCH_SIZES: tl.constexpr, PRECISION: tl.constexpr,
+    SAVE: tl.constexpr,
 ):  # fmt: skip
     """All steps of `forward_step` plus their recurrent GEMMs, for BLOCK_B rows a program."""
     G: tl.constexpr = 4 * H
@@ -420,17 +426,18 @@ def forward_sequence(
             z_i = z_i.to(dtype)
             z_f = z_f.to(dtype)
             z_g = z_g.to(dtype)
-            tl.store(rec_pre_ln_ptr + gate, z_o, mask=m)
-            tl.store(rec_pre_ln_ptr + H + gate, z_i, mask=m)
-            tl.store(rec_pre_ln_ptr + 2 * H + gate, z_f, mask=m)
-            tl.store(rec_pre_ln_ptr + 3 * H + gate, z_g, mask=m)
+            if SAVE:
+                tl.store(rec_pre_ln_ptr + gate, z_o, mask=m)
+                tl.store(rec_pre_ln_ptr + H + gate, z_i, mask=m)
+                tl.store(rec_pre_ln_ptr + 2 * H + gate, z_f, mask=m)
+                tl.store(rec_pre_ln_ptr + 3 * H + gate, z_g, mask=m)
         _forward_pointwise(
             tl.where(m, z_o.to(tl.float32), 0.0), tl.where(m, z_i.to(tl.float32), 0.0),
             tl.where(m, z_f.to(tl.float32), 0.0), tl.where(m, z_g.to(tl.float32), 0.0),
             xp_ptr, hbuf_ptr, cbuf_ptr, acts_ptr, tanh_ptr, fresh_ptr,
             rec_stats_ptr, cell_stats_ptr, ln_hh_ptr, ln_cw_ptr, ln_cb_ptr, peep_ptr, mask_ptr,
             h_masked_ptr, zh_ptr, zc_ptr, zh_rate, zc_rate, rows, cols, rmask, t, B, eps, H, LN,
-            CELL_LN, PEEPHOLE, MASK, ZH, ZC,
+            CELL_LN, PEEPHOLE, MASK, ZH, ZC, SAVE,
         )  # fmt: skip
         tl.debug_barrier()  # h_t reaches every thread of the program before the next GEMM
 

@@ -172,19 +172,21 @@ def saved_specs(
     layer_norm: bool,
     cell_layer_norm: bool,
     zoneout_c: bool,
+    keep: bool = True,
 ) -> dict[str, tuple[tuple[int, ...], torch.dtype] | None]:
     """Shape and dtype of each saved buffer of `ForwardResult` (None where absent), in
-    `SAVED_BUFFERS` order: what `forward` allocates, and what a fake implementation returns."""
+    `SAVED_BUFFERS` order: what `forward` allocates, and what a fake implementation returns.
+    Without ``keep`` only the state buffers (``hbuf``, ``cbuf``) exist."""
     f32 = torch.float32
     return {
         "hbuf": ((steps + 1, batch, hidden), dtype),
         "cbuf": ((steps + 1, batch, hidden), f32),
-        "acts": ((steps, batch, 4 * hidden), dtype),
-        "tanh_cells": ((steps, batch, hidden), dtype),
-        "fresh": ((steps, batch, hidden), f32) if zoneout_c else None,
-        "rec_pre_ln": ((steps, batch, 4 * hidden), dtype) if layer_norm else None,
-        "rec_stats": ((steps, batch, 2), f32) if layer_norm else None,
-        "cell_stats": ((steps, batch, 2), f32) if cell_layer_norm else None,
+        "acts": ((steps, batch, 4 * hidden), dtype) if keep else None,
+        "tanh_cells": ((steps, batch, hidden), dtype) if keep else None,
+        "fresh": ((steps, batch, hidden), f32) if zoneout_c and keep else None,
+        "rec_pre_ln": ((steps, batch, 4 * hidden), dtype) if layer_norm and keep else None,
+        "rec_stats": ((steps, batch, 2), f32) if layer_norm and keep else None,
+        "cell_stats": ((steps, batch, 2), f32) if cell_layer_norm and keep else None,
     }
 
 
@@ -279,6 +281,7 @@ def forward(
     zoneout_c: Zoneout = None,
     batch_sizes: Tensor | Sequence[int] | None = None,
     persistent: bool = False,
+    keep: bool = True,
 ) -> ForwardResult:
     """Run one layer and direction (internal gate order o, i, f, g).
 
@@ -295,6 +298,8 @@ def forward(
         batch_sizes: ``(T,)`` non-increasing rows active per step (PackedSequence), or None.
         persistent: one launch for all steps (`_triton_kernels.forward_sequence`) instead of
             a GEMM and a kernel per step; see `supports_persistent`.
+        keep: False when no backward will follow: the buffers only the backward reads are
+            neither written nor allocated (None in the result).
 
     Returns:
         `ForwardResult`; ``out`` is zero where a row is inactive.
@@ -318,7 +323,7 @@ def forward(
     new = xp.new_zeros if sizes is not None else xp.new_empty
     specs = saved_specs(
         steps, batch, hidden, dtype, layer_norm=ln, cell_layer_norm=cell_ln,
-        zoneout_c=zoneout_c is not None,
+        zoneout_c=zoneout_c is not None, keep=keep,
     )  # fmt: skip
     hbuf, cbuf, acts, tanh_cells, fresh, rec_pre_ln, rec_stats, cell_stats = (
         None if spec is None else new(spec[0], dtype=spec[1]) for spec in specs.values()
@@ -334,10 +339,10 @@ def forward(
     flags = {
         "H": hidden, "LN": ln, "CELL_LN": cell_ln, "PEEPHOLE": peephole is not None,
         "MASK": recurrent_mask is not None, "ZH": _zoneout_mode(zoneout_h),
-        "ZC": _zoneout_mode(zoneout_c),
+        "ZC": _zoneout_mode(zoneout_c), "SAVE": keep,
     }  # fmt: skip
     buffers = (
-        hbuf, cbuf, acts, tanh_cells, _or(fresh, dummy), _or(rec_stats, cbuf),
+        hbuf, cbuf, _or(acts, dummy), _or(tanh_cells, dummy), _or(fresh, dummy), _or(rec_stats, cbuf),
         _or(cell_stats, cbuf), _or(ln_hh, dummy), _or(ln_cell_weight, dummy),
         _or(ln_cell_bias, dummy), _or(peephole, dummy), _or(recurrent_mask, dummy),
         _or(h_masked, dummy), _tensor_or(zoneout_h, dummy), _tensor_or(zoneout_c, dummy),
@@ -354,12 +359,12 @@ def forward(
     else:
         grid = _step_grid(hidden, ln or cell_ln)
         col_blocks = _cdiv(hidden, grid["BLOCK_H"])
-        z_step = None if ln else xp.new_empty(batch, gate_size)
+        z_step = None if rec_pre_ln is not None else xp.new_empty(batch, gate_size)
         w_t = weight_hh.t()
         for t in range(steps):
             n = batch if sizes is None else sizes[t]
             h_in = h_masked if h_masked is not None else hbuf[t]
-            if ln:
+            if rec_pre_ln is not None:
                 z, z_offset = rec_pre_ln, t * batch * gate_size
                 torch.mm(h_in[:n], w_t, out=rec_pre_ln[t, :n])
             else:
@@ -403,6 +408,8 @@ def backward(
     """
     kernels = _kernels()
     v = saved
+    if v.acts is None:
+        raise ValueError("this forward ran with keep=False: it saved nothing to differentiate")
     steps, batch, gate_size = v.acts.shape
     hidden = gate_size // 4
     ln, cell_ln = v.ln_hh is not None, v.ln_cell_weight is not None
