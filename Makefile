@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build that CI uses. On a CUDA machine: `make install TORCH=torch`.
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,datasets,export,launchers,sweeps
+EXTRAS ?= dev,datasets,export,launchers,sweeps,gpu
 
 .PHONY: install train test lint format bench clean
 
