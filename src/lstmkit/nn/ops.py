@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import composite
+from . import composite, triton_ops
 from .fused import (
     GRADIENT_INPUTS,
     LayerInputs,
@@ -240,12 +240,15 @@ lstm_layer.register_autograd(_backward, setup_context=_setup_context)
 def run_layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction: ``output (T, B, P)``, ``h_n (B, P)``, ``c_n (B, H)``.
 
-    Through the custom op, except under a torch.func transform or for an empty batch, where
+    Through the custom op (on CUDA the Triton one where it covers the call:
+    `lstmkit.nn.triton_ops`), except under a torch.func transform or for an empty batch, where
     the composite layer gives the same numbers with every transform's rules.
     """
     if inputs.xp.shape[1] == 0 or (not torch.compiler.is_compiling() and functorch_active()):
         return composite.layer(inputs)
     tensors = [t for t in inputs if isinstance(t, Tensor)]
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if triton_ops.covers(inputs):  # CUDA: the Triton kernels' operator
+        return triton_ops.run_layer(inputs, keep)
     out, h_n, c_n, *_ = torch.ops.lstmkit.lstm_layer(*inputs, keep)
     return out, h_n, c_n
