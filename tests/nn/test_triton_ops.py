@@ -15,8 +15,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 pytest.importorskip("triton", reason="Triton is not installed: pip install 'lstmkit[gpu]'")
 
-from lstmkit.nn import CustomLSTM, triton_lstm, triton_ops  # noqa: E402
-from lstmkit.nn.settings import flags, settings  # noqa: E402
+from lstmkit.nn import CustomLSTM, triton_lstm, triton_ops
+from lstmkit.nn.settings import flags, settings
 
 
 @pytest.fixture
