@@ -77,7 +77,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-export ckpt_path=PATH [format=onnx] [OVERRIDES]``; see ``lstmkit-export --help``."""
-    run_cli("lstmkit-export", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    run_cli("lstmkit-export", lambda: check_argv(argv, config_groups()))
+    run_cli("lstmkit-export", lambda: precheck("lstmkit-export", "export", argv))
     _hydra_main()
 
 

@@ -359,6 +359,9 @@ PRECHECK = [
     C("eval without ckpt_path", "eval", (), "ckpt_path is required"),
     C("robustness without ckpt_path", "robustness", (), "ckpt_path is required"),
     C("inspect without ckpt_path", "inspect", (), "ckpt_path is required"),
+    C("export without ckpt_path", "export", (), "ckpt_path is required"),
+    C("export key typo", "export", "ckpt_path=x.ckpt formt=onnx", "did you mean format=onnx"),
+    C("export unclosed list", "export", "ckpt_path=x.ckpt graphs=[full", "not a valid override"),
 ]
 
 # ------------------------------------------------------------------ files, checkpoints, runs
@@ -663,6 +666,7 @@ COMMANDS = {
     "eval": ("lstmkit-eval", "eval"),
     "robustness": ("lstmkit-robustness", "robustness"),
     "inspect": ("lstmkit-inspect", "inspect"),
+    "export": ("lstmkit-export", "export"),
 }
 
 
