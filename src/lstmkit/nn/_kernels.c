@@ -1,9 +1,9 @@
 /* Per-step elementwise work of the plain LSTM, fused into one pass each way.
  *
  * Gate layout per row is the fast path's internal order (o, i, f, g), each `hidden` wide.
- * Built by lstmkit/nn/kernel_build.py (at install, one library per vector ISA) with -O3 and
- * OpenMP's SIMD pragmas, and without -ffast-math: NaN and +-Inf propagate exactly as through
- * torch's ops (a finite-math build turned NaN inputs into finite outputs). exp may overflow to
+ * Built by lstmkit/nn/kernel_build.py (at install, one library per vector ISA) with -O3,
+ * OpenMP's SIMD pragmas and -ffast-math less its finite-math assumption: NaN and +-Inf propagate
+ * exactly as through torch's ops (a finite-math build turned NaN inputs into finite outputs). exp may overflow to
  * inf on purpose: 1 / (1 + inf) = 0 and 2 / (inf + 1) = 0 are the exact limits, so sigmoid and
  * tanh of +-Inf are torch's 0, 1 and -1 (a clamp before exp gave 4e-18 instead of 0, and a
  * gradient of inf instead of torch's NaN). Same equations as lstmkit.nn.cell.lstm_step; tested
@@ -12,8 +12,8 @@
 #include <math.h>
 
 /* The inner loops call exp on whole vectors through glibc's libmvec. GCC only knows its SIMD
- * variants under -ffast-math (glibc declares them for __FAST_MATH__ alone), so declare them
- * here; libmvec's exp handles NaN and the infinities like the scalar one. */
+ * variants when all of -ffast-math is on (glibc declares them for __FAST_MATH__ alone), so
+ * declare them here; libmvec's exp handles NaN and the infinities like the scalar one. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(__FAST_MATH__)
 #pragma omp declare simd notinbranch

@@ -533,16 +533,19 @@ def _load(candidates: list[str]) -> tuple[ctypes.CDLL, str]:
     """The best build that loads: installed with the package (``pip install`` built it) where
     its source hash matches, else compiled now into `settings.cache_dir` (a source tree without a
     build). Returns the library and where it came from, for the log."""
-    digest = kernel_build.source_hash()
     for variant in candidates:
-        installed = INSTALLED_DIR / kernel_build.library_name(variant, digest)
+        installed = INSTALLED_DIR / kernel_build.library_name(
+            variant, kernel_build.build_hash(variant)
+        )
         if installed.exists():
             try:
                 return ctypes.CDLL(str(installed)), f"{variant} build, installed ({installed})"
             except OSError as error:
                 log.info("installed kernels %s do not load: %s", installed.name, error)
     variant = candidates[0]
-    target = settings.cache_dir / kernel_build.library_name(variant, digest)
+    target = settings.cache_dir / kernel_build.library_name(
+        variant, kernel_build.build_hash(variant)
+    )
     if not target.exists():
         kernel_build.compile_library(target, kernel_build.variants()[variant])
     return ctypes.CDLL(str(target)), f"{variant} build, compiled at first use ({target})"
