@@ -59,6 +59,12 @@ class AutoregressiveForecaster(SequenceRegressor):
                     f"{name}={kwargs[name]!r}: AutoregressiveForecaster feeds its forecasts "
                     f"back step by step and does not support {name}; leave it unset"
                 )
+        if kwargs.get("loss") in ("quantile", "gaussian") or kwargs.get("series_scale"):
+            raise ValueError(
+                "AutoregressiveForecaster feeds point forecasts back: it supports neither "
+                "loss=quantile/gaussian nor per-series scaling (data=table target mode); use "
+                "model=regressor"
+            )
         super().__init__(encoder, **kwargs)
         if self.num_directions != 1:
             raise ValueError(
