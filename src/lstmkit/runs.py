@@ -202,12 +202,22 @@ def summary_lines(
     test: dict[str, float], baseline: dict[str, float], description: str
 ) -> list[str]:
     """Human-readable test metrics next to the trivial baseline's."""
-    lower_is_better = ("loss", "mse", "mae", "rmse", "mape")
+    lower_is_better = (
+        "loss",
+        "mse",
+        "mae",
+        "rmse",
+        "mape",
+        "mase",
+        "smape",
+        "rmse_series",
+        "pinball",
+    )
     lines = [f"Trivial baseline: {description}"]
-    lines.append(f"  {'metric':<12} {'model':>12} {'baseline':>12}")
+    lines.append(f"  {'metric':<17} {'model':>12} {'baseline':>12}")
     for key, value in sorted(test.items()):
         base = baseline.get(key)
-        row = f"  {key:<12} {value:>12.4g}"
+        row = f"  {key:<17} {value:>12.4g}"
         if base is not None and math.isfinite(base):
             row += f" {base:>12.4g}"
             name = key.rsplit("/", 1)[-1]

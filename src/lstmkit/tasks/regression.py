@@ -371,6 +371,8 @@ class SequenceRegressor(SequenceTask):
         result = {"pred": self.inverse_transform(self.point(out))}
         if self.probabilistic:
             result["quantiles"] = self.quantile_values(out)  # (B, [H,] O, Q)
+            levels = self.quantile_levels or list(GAUSSIAN_QUANTILES)
+            result["quantile_levels"] = torch.tensor(levels).expand(len(x), -1)  # (B, Q)
         if self.hparams.loss == "gaussian":
             _, std = gaussian_params(out)  # (B, [H,] O), standardised
             if self.panel.side:

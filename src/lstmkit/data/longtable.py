@@ -1,0 +1,177 @@
+"""Reading a long-format table of many sequences: one row per (id, time step).
+
+The source is a CSV/Parquet file or a folder of Parquet files (read as one dataset with
+pyarrow, only the columns needed). :func:`order_panel` puts the rows of each id together in
+time order (a stable sort, skipped when the table already is in that order) and gives the
+series' boundaries, so that the datamodules can address every series by ``offsets`` without
+copying it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lstmkit._errors import DataFileError
+from lstmkit.data.files import read_table, require_columns
+
+
+def read_long_table(path: str | Path, columns: Sequence[str]) -> Any:
+    """``columns`` of a CSV/Parquet file, or of every ``*.parquet`` file of a folder, as one
+    pandas DataFrame.
+
+    Raises:
+        DataFileError: no such file/folder, a folder without Parquet files, a missing column,
+            or no rows.
+    """
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return read_table(p, columns)
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".parquet", ".pq"))
+    if not files:
+        raise DataFileError(p, "is a folder without .parquet files: pass a file or such a folder")
+    try:
+        dataset = ds.dataset([str(f) for f in files], format="parquet")
+    except pa.ArrowInvalid as err:
+        raise DataFileError(p, f"its Parquet files cannot be read as one table: {err}") from err
+    require_columns(p, dataset.schema.names, columns)
+    wanted = list(dict.fromkeys(columns))
+    frame = dataset.to_table(columns=wanted).to_pandas()
+    pa.default_memory_pool().release_unused()
+    if len(frame) == 0:
+        raise DataFileError(p, "has no data rows")
+    return pd.DataFrame(frame)[wanted]
+
+
+def parse_time(column: Any, name: str, source: str) -> np.ndarray:
+    """Time values as numbers or ``datetime64``: numeric columns are kept, anything else is
+    parsed with ``pandas.to_datetime`` (an unparsable value is an error naming it)."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        values = column.to_numpy()
+    else:
+        try:
+            values = pd.to_datetime(column).to_numpy()
+        except (ValueError, TypeError) as err:
+            raise DataFileError(
+                source,
+                f"time column {name!r} holds values that are neither numbers nor dates: {err}",
+            ) from err
+    if pd.isna(values).any():
+        row = int(np.argmax(pd.isna(values)))
+        raise DataFileError(source, f"time column {name!r} is empty at row {row}: fill it")
+    return values
+
+
+@dataclass
+class Panel:
+    """A table's rows grouped by id, each series in time order.
+
+    Attributes:
+        frame: the table, rows reordered (series after series, each in time order).
+        offsets: ``(S + 1,)`` int64: series ``s`` holds rows ``offsets[s]:offsets[s + 1]``.
+        keys: ``(S,)`` object array of each series' id (a tuple for several id columns).
+        time: ``(N,)`` time values in row order (numbers or ``datetime64``), or None.
+    """
+
+    frame: Any
+    offsets: np.ndarray
+    keys: np.ndarray
+    time: np.ndarray | None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def series_of_rows(self) -> np.ndarray:
+        """``(N,)`` the series index of every row."""
+        return np.repeat(np.arange(len(self.keys)), self.lengths)
+
+
+def id_label(key: Any) -> str:
+    """An id for messages: ``'A'`` or ``('A', 3)``."""
+    return repr(key.item() if hasattr(key, "item") else key)
+
+
+def order_panel(frame: Any, ids: Sequence[str], time: str | None, source: str) -> Panel:
+    """Group the rows by ``ids`` and sort each series by ``time`` (stable; rows without a time
+    column keep the table's order). A time value that occurs twice within an id is an error
+    that names the id and the time."""
+    import pandas as pd
+
+    ids = list(ids)
+    if len(ids) == 1:
+        column = frame[ids[0]]
+        if column.isna().any():
+            row = int(np.argmax(column.isna().to_numpy()))
+            raise DataFileError(source, f"id column {ids[0]!r} is empty at row {row}: fill it")
+        codes = pd.factorize(column, sort=False)[0]
+    else:
+        codes = frame.groupby(ids, sort=False, dropna=False).ngroup().to_numpy()
+    codes = codes.astype(np.int64, copy=False)
+    t = parse_time(frame[time], time, source) if time else None
+    ordered = bool(np.all(codes[1:] >= codes[:-1]))
+    if ordered and t is not None:
+        same = codes[1:] == codes[:-1]
+        ordered = bool(np.all(~same | (t[1:] > t[:-1])))
+    if not ordered:
+        order = np.lexsort((t, codes)) if t is not None else np.argsort(codes, kind="stable")
+        frame = frame.take(order)
+        codes = codes[order]
+        t = t[order] if t is not None else None
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    offsets = np.r_[starts, len(codes)].astype(np.int64)
+    key_frame = frame[ids].iloc[starts]
+    keys = np.empty(len(starts), dtype=object)
+    keys[:] = list(key_frame[ids[0]]) if len(ids) == 1 else list(key_frame.itertuples(False, None))
+    if t is not None:
+        dup = np.flatnonzero((codes[1:] == codes[:-1]) & (t[1:] == t[:-1]))
+        if len(dup):
+            s = int(np.searchsorted(offsets, dup[0], side="right") - 1)
+            raise DataFileError(
+                source,
+                f"time {t[dup[0]]!s} occurs twice for id {id_label(keys[s])} (column "
+                f"{time!r}): each id needs distinct times; remove the duplicate rows",
+            )
+    return Panel(frame.reset_index(drop=True), offsets, keys, t)
+
+
+def constant_per_series(
+    panel: Panel, column: str, source: str, what: str = "static column"
+) -> np.ndarray:
+    """``(S,)`` the value of ``column`` in each series, which must not vary within an id."""
+    import pandas as pd
+
+    values = panel.frame[column].to_numpy()
+    first = values[panel.offsets[:-1]]
+    expected = np.repeat(first, panel.lengths)
+    both_nan = pd.isna(values) & pd.isna(expected)
+    differs = (values != expected) & ~both_nan
+    if differs.any():
+        row = int(np.argmax(differs))
+        s = int(np.searchsorted(panel.offsets, row, side="right") - 1)
+        raise DataFileError(
+            source,
+            f"{what} {column!r} varies within id {id_label(panel.keys[s])} ({first[s]!r} and "
+            f"{values[row]!r}): it must hold one value per id",
+        )
+    return first
+
+
+__all__ = [
+    "Panel",
+    "constant_per_series",
+    "id_label",
+    "order_panel",
+    "parse_time",
+    "read_long_table",
+]
