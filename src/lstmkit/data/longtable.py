@@ -9,6 +9,7 @@ copying it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,9 @@ def parse_time(column: Any, name: str, source: str) -> np.ndarray:
         values = column.to_numpy()
     else:
         try:
-            values = pd.to_datetime(column).to_numpy()
+            with warnings.catch_warnings():  # "could not infer format": parsed one by one
+                warnings.simplefilter("ignore", UserWarning)
+                values = pd.to_datetime(column).to_numpy()
         except (ValueError, TypeError) as err:
             raise DataFileError(
                 source,
@@ -103,8 +106,9 @@ def id_label(key: Any) -> str:
 
 
 def order_panel(frame: Any, ids: Sequence[str], time: str | None, source: str) -> Panel:
-    """Group the rows by ``ids`` and sort each series by ``time`` (stable; rows without a time
-    column keep the table's order). A time value that occurs twice within an id is an error
+    """Group the rows by ``ids`` (series in sorted id order, whatever the files' row order)
+    and sort each series by ``time`` (stable; without a time column rows keep the table's
+    order). A time value that occurs twice within an id is an error
     that names the id and the time."""
     import pandas as pd
 
@@ -114,9 +118,9 @@ def order_panel(frame: Any, ids: Sequence[str], time: str | None, source: str) -
         if column.isna().any():
             row = int(np.argmax(column.isna().to_numpy()))
             raise DataFileError(source, f"id column {ids[0]!r} is empty at row {row}: fill it")
-        codes = pd.factorize(column, sort=False)[0]
+        codes = pd.factorize(column, sort=True)[0]
     else:
-        codes = frame.groupby(ids, sort=False, dropna=False).ngroup().to_numpy()
+        codes = frame.groupby(ids, sort=True, dropna=False).ngroup().to_numpy()
     codes = codes.astype(np.int64, copy=False)
     t = parse_time(frame[time], time, source) if time else None
     ordered = bool(np.all(codes[1:] >= codes[:-1]))
