@@ -212,7 +212,7 @@ def test_bad_tables_stop_with_one_line(tmp_path):
                         static_categorical=["kind"]).setup()  # fmt: skip
     with pytest.raises(DataFileError, match="no series has a valid train window"):
         PanelDataModule(path, **{**kw, "window": 40}).setup()
-    with pytest.raises(ValueError, match="exactly one of label= .* neither"):
+    with pytest.raises(ValueError, match=r"exactly one of label= .* neither"):
         TableDataModule(path=path, id="id")
     with pytest.raises(ValueError, match="window=5 is not read in label mode"):
         TableDataModule(path=path, id="id", label="kind", features=["x"], window=5)
@@ -267,7 +267,7 @@ def test_label_mode_gives_each_id_one_sequence_in_time_order(tmp_path):
     match = 0
     for i in range(len(x)):
         seq = x[i, : lengths[i]].numpy() * std + mean
-        for case, group in raw.groupby("case"):
+        for _case, group in raw.groupby("case"):
             values = group[["v", "w"]].to_numpy()
             if len(values) == len(seq) and np.allclose(values, seq, atol=1e-5):
                 assert ["down", "up"][int(y[i])] == group["label"].iloc[0]
