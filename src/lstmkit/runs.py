@@ -163,12 +163,18 @@ def make_plots(
     out = predict(model, datamodule)
     real_valued = kind == "seq2seq" and "pred" in out and out["pred"].is_floating_point()
     if "target" in out and (kind == "regression" or real_valued):
+        interval = None
+        if "quantiles" in out:  # a probabilistic forecast: its lowest-highest quantile band
+            levels = out["quantile_levels"][0].tolist()
+            label = f"{levels[0]:g}-{levels[-1]:g} quantiles"
+            interval = (out["quantiles"][..., 0], out["quantiles"][..., -1], label)
         saved.append(
             plots.plot_predictions(
                 out["pred"],
                 out["target"],
                 output_dir / "predictions.png",
                 consecutive=getattr(datamodule, "consecutive_windows", False),
+                interval=interval,
             )
         )
     elif "target" in out and kind == "seq2seq" and out["pred"].dim() == 2:
