@@ -316,3 +316,36 @@ def test_train_and_predict_a_panel_with_quantiles(cfg_factory, tmp_path):
     assert (out["pred_y_q0.1"] <= out["pred_y_q0.5"]).all()
     assert (out["pred_y_q0.5"] <= out["pred_y_q0.9"]).all()
     np.testing.assert_allclose(out["pred_y"], out["pred_y_q0.5"])
+
+
+def test_a_streamed_parquet_folder_gives_the_same_windows_one_file_at_a_time(tmp_path):
+    lengths = {f"s{i}": 15 + 2 * i for i in range(9)}
+    frame = panel_frame(lengths)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    ids = sorted(lengths)
+    for k in range(3):  # three files of three series each
+        frame[frame.id.isin(ids[3 * k : 3 * k + 3])].to_parquet(folder / f"part-{k}.parquet")
+    kw = {"id": "id", "time": "t", "target": "y", "window": 5, "horizon": 2, "batch_size": 4}
+    memory = PanelDataModule(str(folder), **kw)
+    stream = PanelDataModule(str(folder), **kw, stream=True)
+    memory.setup(), stream.setup()
+    np.testing.assert_allclose(stream.fitted["center"], memory.fitted["center"])
+    assert stream.trivial_baseline() == pytest.approx(memory.trivial_baseline())
+    for split in ("val", "test"):
+        for u, v in zip(_all(memory.splits[split]), _all(stream.splits[split]), strict=True):
+            torch.testing.assert_close(u, v)
+    # one epoch of streamed training windows = the in-memory training windows, reordered
+    streamed = [b for b in stream.train_dataloader()]
+    assert all(len(b[0]) <= 4 for b in streamed)
+    x_stream = torch.cat([b[0] for b in streamed])
+    x_memory = _all(memory.splits["train"])[0]
+    assert len(x_stream) == len(x_memory)
+    key = lambda x: sorted(map(tuple, x.flatten(1).round(decimals=5).tolist()))  # noqa: E731
+    assert key(x_stream) == key(x_memory)
+    # never more than one file's rows in memory: the largest file has 3 series
+    largest = max(sum(lengths[i] for i in ids[3 * k : 3 * k + 3]) for k in range(3))
+    assert stream.splits["train"].max_rows_in_memory == largest
+    frame.to_parquet(folder / "again.parquet")  # the same ids in a second file
+    with pytest.raises(DataFileError, match="also appears in an earlier file"):
+        PanelDataModule(str(folder), **kw, stream=True).setup()

@@ -97,7 +97,7 @@ class Panel:
 
     def series_of_rows(self) -> np.ndarray:
         """``(N,)`` the series index of every row."""
-        return np.repeat(np.arange(len(self.keys)), self.lengths)
+        return np.repeat(np.arange(len(self.keys), dtype=np.int32), self.lengths)
 
 
 def id_label(key: Any) -> str:

@@ -32,13 +32,13 @@ part in it (the log says how many); ``pad`` also draws windows with fewer input 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from lstmkit._errors import DataFileError
 from lstmkit._logging import get_logger
@@ -119,27 +119,41 @@ def series_scaling(
 
 
 def naive_scales(
-    targets: np.ndarray, series: np.ndarray, position: np.ndarray, train_len: np.ndarray,
-    season: int,
-) -> np.ndarray:  # fmt: skip
+    targets: np.ndarray, series: np.ndarray, train: np.ndarray, num_series: int, season: int
+) -> np.ndarray:
     """Per-series in-sample MAE of the seasonal naive forecast on the training part,
     ``mean |y_t - y_{t-m}|`` ``(S, O)``; a series with no pair (or a constant one) gets 1.
-    The same formula as :func:`lstmkit.forecast_metrics.naive_scale`, vectorised."""
-    num_series = len(train_len)
+    The same formula as :func:`lstmkit.forecast_metrics.naive_scale`, vectorised.
+
+    Args:
+        targets: ``(N, O)`` with NaN where missing.
+        series: ``(N,)`` the series of each row (rows of a series contiguous).
+        train: ``(N,)`` bool, the rows of each series' training part (a prefix of it).
+        num_series: ``S``.
+        season: ``m``.
+    """
     out = np.ones((num_series, targets.shape[1]))
     if len(targets) <= season:
         return out
-    later = np.arange(season, len(targets))
-    ok = (position[later] >= season) & (position[later] < train_len[series[later]])
+    # pairs (t - m, t) inside one series' training part
+    ok = (series[season:] == series[:-season]) & train[season:]
+    s = series[season:]
     for o in range(targets.shape[1]):
-        diff = np.abs(targets[later, o].astype(np.float64) - targets[later - season, o])
+        diff = np.abs(targets[season:, o] - targets[:-season, o])
         good = ok & ~np.isnan(diff)
-        s = series[later]
-        n = np.bincount(s, weights=good.astype(np.float64), minlength=num_series)
+        n = np.bincount(s, weights=good, minlength=num_series)
         total = np.bincount(s, weights=np.where(good, diff, 0.0), minlength=num_series)
         mae = np.divide(total, n, out=np.zeros(num_series), where=n > 0)
         out[:, o] = np.where(mae > 0, mae, 1.0)
     return out
+
+
+def prefix_rows(offsets: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool, True on the first ``length[s]`` rows of every series ``s``."""
+    mark = np.zeros(int(offsets[-1]) + 1, dtype=np.int8)
+    np.add.at(mark, offsets[:-1], 1)
+    np.add.at(mark, offsets[:-1] + np.clip(length, 0, np.diff(offsets)), -1)
+    return np.cumsum(mark[:-1], dtype=np.int8).astype(bool)
 
 
 class PanelWindows:
@@ -251,6 +265,47 @@ class PanelWindowDataset(Dataset):
         return x, (y[:, 0] if self.horizon == 1 else y), lengths
 
 
+class StreamingWindows(IterableDataset):
+    """The training windows of a folder of Parquet files, read one file at a time: each
+    epoch visits the files in a seeded order and yields batches of ``batch_size`` windows
+    shuffled within the file; only the file being read is in memory.
+
+    Args:
+        datamodule: the :class:`PanelDataModule` whose reading and scaling is applied.
+        files: the Parquet files.
+    """
+
+    def __init__(self, datamodule: PanelDataModule, files: list[str], batches: int) -> None:
+        self.datamodule, self.files, self.epoch, self.batches = datamodule, files, 0, batches
+        #: The rows of the largest file read so far (what bounds the memory).
+        self.max_rows_in_memory = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch (what the iterator yields)."""
+        return self.batches
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        dm = self.datamodule
+        generator = torch.Generator().manual_seed(dm.seed + self.epoch)
+        self.epoch += 1
+        for f in torch.randperm(len(self.files), generator=generator).tolist():
+            panel, values = dm._read(self.files[f])
+            self.max_rows_in_memory = max(self.max_rows_in_memory, len(values))
+            part = dm._assemble(panel, values, self.files[f], fit=False, need_all=False,
+                                year0=dm.fitted["calendar_year0"])  # fmt: skip
+            train = part["splits"]["train"]
+            del panel, part
+            order = torch.randperm(len(train), generator=generator)
+            for start in range(0, len(train), dm.batch_size):
+                yield train.__getitems__(order[start : start + dm.batch_size].tolist())
+
+
+def _cat_padded(parts: list[Tensor]) -> Tensor:
+    """Concatenate ``(B_i, T_i, C)`` along the batch, zero-padded to the longest ``T``."""
+    steps = max(p.shape[1] for p in parts)
+    return torch.cat([torch.nn.functional.pad(p, (0, 0, 0, steps - p.shape[1])) for p in parts])
+
+
 class PanelDataModule(FileDataModule):
     """Forecast every series of a long table with one model (see the module docstring).
 
@@ -281,6 +336,10 @@ class PanelDataModule(FileDataModule):
             ``dayofweek`` (7 one-hot), ``year`` (years since the first training year /
             ``calendar_year_span``); not rescaled.
         calendar_year_span: the year channel's unit in years.
+        stream: read a folder of Parquet files one file at a time (data larger than memory):
+            each id's rows must lie in one file; the training windows are shuffled within a
+            file and the files in a seeded order each epoch; memory holds one file plus the
+            validation and test windows. No static covariates or held-out ids yet.
         **kwargs: ``batch_size``, ``seed``, ``num_workers``, ``missing`` (``error``,
             ``mask``: impute per series + indicator channels, windows with a missing target
             left out; ``drop``: rows with a missing value dropped), ``impute``,
@@ -308,6 +367,7 @@ class PanelDataModule(FileDataModule):
         static_categorical: Sequence[str] | None = None,
         calendar: Sequence[str] | None = None,
         calendar_year_span: float = 100.0,
+        stream: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.pop("val_fraction", None)
@@ -357,6 +417,20 @@ class PanelDataModule(FileDataModule):
         self.calendar_year_span = check_float("calendar_year_span", calendar_year_span, low=0.0)
         if self.calendar_year_span == 0:
             raise ValueError("calendar_year_span=0: the year channel's unit must be > 0 years")
+        self.stream = bool(stream)
+        if self.stream:
+            unsupported = [
+                name for name, value in (
+                    ("static_numeric", self.static_numeric),
+                    ("static_categorical", self.static_categorical),
+                    ("holdout_fraction", self.holdout_fraction),
+                    ("bucket_by_length", self.bucket_by_length),
+                    ("noise_std", self.noise_std),
+                    ("step_dropout", self.step_dropout),
+                ) if value
+            ]  # fmt: skip
+            if unsupported:
+                raise ValueError(f"stream=true does not support {unsupported[0]} yet: unset it")
         self.series_keys: np.ndarray | None = None
 
     # ----------------------------------------------------------------- columns
@@ -474,29 +548,67 @@ class PanelDataModule(FileDataModule):
 
     # ----------------------------------------------------------------- FileDataModule
     def prepare_splits(self) -> None:
-        source = self.path
-        panel, values = self._read(source)
+        if self.stream:
+            self._prepare_stream()
+            return
+        panel, values = self._read(self.path)
+        self._fit_static: list[tuple[float, float]] = []
+        self._fit_classes: list[list[str]] = []
+        part = self._assemble(panel, values, self.path, fit=True)
+        pred, truth, scale = part["naive_test"]
+        self._baseline = self._naive_baseline(pred, truth, scale)
+        self.series_keys = panel.keys
+        self.series_lengths = panel.lengths
+        self.fitted = self._fitted([part])
+        self.splits = part["splits"]
+
+    def _fitted(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint's preprocessing, from one part (in memory) or one per file."""
+        return {
+            "kind": "panel",
+            "value_columns": self.value_columns,
+            "series_keys": [_plain_key(k) for p in parts for k in p["keys"]],
+            "center": [row for p in parts for row in p["center"].tolist()],
+            "scale": [row for p in parts for row in p["scale"].tolist()],
+            "naive_scale": [row for p in parts for row in p["naive"].tolist()],
+            "static_numeric_stats": [list(s) for s in self._fit_static],
+            "static_classes": self._fit_classes,
+            "calendar_year0": parts[0]["year0"],
+            "time_step": parts[0]["time_step"],
+        }
+
+    def _assemble(
+        self,
+        panel: Panel,
+        values: np.ndarray,
+        source: str,
+        *,
+        fit: bool,
+        year0: int | None = None,
+        need_all: bool = True,
+    ) -> dict[str, Any]:
+        """Scale a panel per series and index its windows: ``{"splits", "center", "scale",
+        "naive", "keys", "year0", "time_step", "naive_test"}`` (the last: the seasonal naive
+        forecast, truth and naive scale of every test window, original units). ``values`` is
+        scaled in place."""
         num_series, o = len(panel.keys), len(self.targets)
         lengths = panel.lengths
         held = self.val_steps + self.test_steps
         train_len = lengths - held  # (S,) rows of each series' training part
-        series = panel.series_of_rows()  # (N,)
-        position = np.arange(len(values)) - panel.offsets[series]  # (N,) row within its series
+        series = panel.series_of_rows()  # (N,) int32
         holdout = np.zeros(num_series, dtype=bool)
         if self.holdout_fraction > 0:
             rng = np.random.default_rng(self.seed)
             n_hold = max(1, round(num_series * self.holdout_fraction))
             holdout[rng.choice(num_series, n_hold, replace=False)] = True
-        train_rows = position < train_len[series]
+        train_rows = prefix_rows(panel.offsets, train_len)
         center, scale = series_scaling(values, series, train_rows, num_series, self.scaler)
-        naive = naive_scales(values[:, :o], series, position, train_len, self.season)
-        self._fit_static: list[tuple[float, float]] = []
-        self._fit_classes: list[list[str]] = []
-        statics = self._statics(panel, source, None)
-        year0 = None
+        naive = naive_scales(values[:, :o], series, train_rows, num_series, self.season)
+        del train_rows
+        statics = self._statics(panel, source, None if fit else self.fitted)
         calendar = None
         if self.calendar:
-            calendar, year0 = self._calendar(panel.time, source, None)
+            calendar, year0 = self._calendar(panel.time, source, year0)
         # windows, on the raw targets (missing ones leave windows out under missing=mask)
         bounds = {
             "train": (np.zeros(num_series, np.int64), train_len),
@@ -512,7 +624,7 @@ class PanelDataModule(FileDataModule):
             splits_windows[name] = self._windows(panel.offsets, lo, hi, use, nan_targets)
         short = {k: int(num_series - len(w.series)) for k, w in splits_windows.items()}
         for name, w in splits_windows.items():
-            if len(w) == 0:
+            if len(w) == 0 and need_all:
                 longest = int(lengths.max())
                 raise DataFileError(
                     source,
@@ -526,14 +638,11 @@ class PanelDataModule(FileDataModule):
                 "%s: series without a window (short_series=%s), per split: %s",
                 source, self.short_series, short,
             )  # fmt: skip
-        # the seasonal-naive baseline, in original units, on the test windows
-        test_series, test_begin, test_t0 = splits_windows["test"].all()
-        self._baseline = self._naive_baseline(
-            values[:, :o], test_series, test_begin, test_t0, naive
-        )
-        # scale the value channels per series, in place (a view: no copy of the table)
-        values -= center[series].astype(np.float32)
-        values /= scale[series].astype(np.float32)
+        naive_test = self._naive_forecasts(values[:, :o], *splits_windows["test"].all(), naive)
+        # scale the value channels per series, in place (no copy of the table)
+        values -= center.astype(np.float32)[series]
+        values /= scale.astype(np.float32)[series]
+        del series
         x = torch.from_numpy(values)
         targets = x[:, :o]
         if self.missing == "mask":
@@ -541,28 +650,82 @@ class PanelDataModule(FileDataModule):
             x = _mask_per_series(x, panel.offsets, self.impute)
         if calendar is not None:
             x = torch.cat([x, torch.from_numpy(calendar)], dim=1)
-        per_series = np.concatenate([statics, center[:, :o], scale[:, :o], naive], axis=1).astype(
-            np.float32
-        )
-        self.series_keys = panel.keys
-        self.series_lengths = lengths
-        self.fitted = {
-            "kind": "panel",
-            "value_columns": self.value_columns,
-            "series_keys": [_plain_key(k) for k in panel.keys],
-            "center": center.tolist(),
-            "scale": scale.tolist(),
-            "naive_scale": naive.tolist(),
-            "static_numeric_stats": [list(s) for s in self._fit_static],
-            "static_classes": self._fit_classes,
-            "calendar_year0": year0,
+        per_series = np.concatenate([statics, center[:, :o], scale[:, :o], naive], axis=1)
+        per_series_t = torch.from_numpy(per_series.astype(np.float32))
+        return {
+            "splits": {
+                name: PanelWindowDataset(x, targets, per_series_t, w, self.window, self.horizon)
+                for name, w in splits_windows.items()
+            },
+            "center": center,
+            "scale": scale,
+            "naive": naive,
+            "keys": panel.keys,
+            "year0": year0,
             "time_step": _time_step(panel),
+            "naive_test": naive_test,
         }
-        per_series_t = torch.from_numpy(per_series)
-        self.splits = {
-            name: PanelWindowDataset(x, targets, per_series_t, w, self.window, self.horizon)
-            for name, w in splits_windows.items()
-        }
+
+    # ----------------------------------------------------------------- streaming
+    def _files(self) -> list[str]:
+        from pathlib import Path
+
+        folder = Path(self.path)
+        if not folder.is_dir():
+            raise DataFileError(self.path, "stream=true reads a folder of Parquet files: pass one")
+        files = sorted(str(f) for f in folder.rglob("*") if f.suffix.lower() in (".parquet", ".pq"))
+        if not files:
+            raise DataFileError(self.path, "is a folder without .parquet files")
+        return files
+
+    def _prepare_stream(self) -> None:
+        """One pass over the folder, one file at a time: fit each series' scaling, keep the
+        (small) validation and test windows and the checkpoint's statistics; the training
+        windows are read again, file by file, every epoch (:class:`StreamingWindows`)."""
+        self._fit_static, self._fit_classes = [], []
+        parts, val, test, naive = [], [], [], []
+        batches = 0
+        seen: set = set()
+        year0 = None
+        for path in self._files():
+            panel, values = self._read(path)
+            again = seen.intersection(_key_tuple(_plain_key(k)) for k in panel.keys)
+            if again:
+                raise DataFileError(
+                    path,
+                    f"id {sorted(again)[0]} also appears in an earlier file: with stream=true "
+                    "each id's rows must lie in one file",
+                )
+            seen.update(_key_tuple(_plain_key(k)) for k in panel.keys)
+            part = self._assemble(panel, values, path, fit=True, year0=year0, need_all=False)
+            year0 = part["year0"]
+            splits = part.pop("splits")
+            for name, kept in (("val", val), ("test", test)):
+                if name in splits and len(splits[name]):
+                    kept.append(splits[name].__getitems__(list(range(len(splits[name])))))
+            naive.append(part["naive_test"])
+            batches += -(-len(splits["train"]) // self.batch_size)
+            parts.append(part)
+            del splits, panel, values
+        if not test:
+            raise DataFileError(self.path, "no series has a valid test window")
+        self.series_keys = np.concatenate([p["keys"] for p in parts])
+        self.fitted = self._fitted(parts)
+        self._baseline = self._naive_baseline(*(torch.cat(z) for z in zip(*naive, strict=True)))
+        self.splits = {"train": StreamingWindows(self, self._files(), batches)}
+        for name, kept in (("val", val), ("test", test)):
+            if kept:
+                x = _cat_padded([k[0] for k in kept])
+                y = torch.cat([k[1] for k in kept])
+                self.splits[name] = SequenceDataset(x, y, torch.cat([k[2] for k in kept]))
+
+    def _loader(self, split: str, *, shuffle: bool) -> Any:
+        self.setup()
+        if split == "train" and isinstance(self.splits["train"], StreamingWindows):
+            from torch.utils.data import DataLoader
+
+            return DataLoader(self.splits["train"], batch_size=None)
+        return super()._loader(split, shuffle=shuffle)
 
     def _windows(
         self,
@@ -594,18 +757,24 @@ class PanelDataModule(FileDataModule):
             explicit = pairs[ok]
         return PanelWindows(series, begin, begin + first, count, self.stride, explicit)
 
-    def _naive_baseline(
+    def _naive_forecasts(
         self, targets: np.ndarray, series: Tensor, begin: Tensor, t0: Tensor, naive: np.ndarray
-    ) -> dict[str, float]:
-        """Test metrics of the seasonal naive forecast: each window's last ``season``
-        observed values repeated over the horizon (fewer when the history is shorter)."""
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The seasonal naive forecast of windows (each one's last ``season`` observed values
+        repeated over the horizon; fewer when the history is shorter), their truth ``(B, H,
+        O)`` and their series' naive scale ``(B, O)``, in original units."""
         y = torch.from_numpy(targets)
         steps = torch.arange(self.horizon)
         m = torch.minimum(torch.full_like(t0, self.season), t0 - begin).clamp_min(1)  # (B,)
         rows = t0.unsqueeze(1) - m.unsqueeze(1) + steps % m.unsqueeze(1)  # (B, H)
         pred = y[rows].double()  # (B, H, O)
         truth = y[t0.unsqueeze(1) + steps].double()
-        scale = torch.from_numpy(naive)[series]  # (B, O)
+        return pred, truth, torch.from_numpy(naive)[series]
+
+    @staticmethod
+    def _naive_baseline(pred: Tensor, truth: Tensor, scale: Tensor) -> dict[str, float]:
+        """Test metrics of the seasonal naive forecasts (windows with a missing value left
+        out)."""
         ok = ~(truth.isnan().flatten(1).any(1) | pred.isnan().flatten(1).any(1))
         pred, truth, scale = pred[ok], truth[ok], scale[ok]
         err = pred - truth
@@ -673,10 +842,9 @@ class PanelDataModule(FileDataModule):
         o, num_series = len(self.targets), len(panel.keys)
         lengths = panel.lengths
         series = panel.series_of_rows()
-        position = np.arange(len(values)) - panel.offsets[series]
         all_rows = np.ones(len(values), dtype=bool)
         center, scale = series_scaling(values, series, all_rows, num_series, self.scaler)
-        naive = naive_scales(values[:, :o], series, position, lengths, self.season)
+        naive = naive_scales(values[:, :o], series, all_rows, num_series, self.season)
         known = {k: i for i, k in enumerate(_key_tuple(k) for k in stats["series_keys"])}
         for s, key in enumerate(panel.keys):
             i = known.get(_key_tuple(_plain_key(key)))
@@ -691,8 +859,8 @@ class PanelDataModule(FileDataModule):
                 path,
                 f"no series has the {need} rows a forecast window needs (window={self.window})",
             )
-        values -= center[series].astype(np.float32)
-        values /= scale[series].astype(np.float32)
+        values -= center.astype(np.float32)[series]
+        values /= scale.astype(np.float32)[series]
         x = torch.from_numpy(values)
         if self.missing == "mask":
             x = _mask_per_series(x, panel.offsets, self.impute)
