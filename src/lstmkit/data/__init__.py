@@ -16,6 +16,7 @@ from lstmkit.data.base import (
 from lstmkit.data.copy_memory import CopyDataModule
 from lstmkit.data.counting import CountingDataModule
 from lstmkit.data.filebase import FileDataModule
+from lstmkit.data.monash import MonashDataModule
 from lstmkit.data.panel import PanelDataModule
 from lstmkit.data.sequences import SequencesDataModule
 from lstmkit.data.sine import SineDataModule
@@ -36,6 +37,7 @@ __all__ = [
     "CountingDataModule",
     "FileDataModule",
     "LabelTableDataModule",
+    "MonashDataModule",
     "PanelDataModule",
     "SequenceDataModule",
     "SequenceDataset",

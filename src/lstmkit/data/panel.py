@@ -65,13 +65,22 @@ SHORT_SERIES = ("skip", "pad")
 PANEL_CALENDAR = ("month", "year", "dayofweek")
 
 
+#: Rows per chunk of the per-series reductions (bounds their temporaries to a few MB).
+CHUNK_ROWS = 1 << 20
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(i, min(i + CHUNK_ROWS, n)) for i in range(0, n, CHUNK_ROWS)]
+
+
 def series_scaling(
     values: np.ndarray, series: np.ndarray, train: np.ndarray, num_series: int, kind: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-series, per-column ``(center, scale)`` ``(S, C)`` from the rows where ``train``.
 
-    NaN is ignored; a series/column without a usable value gets ``(0, 1)``, and a zero
-    spread a scale of 1 (``standard``/``minmax``) — for ``mean``, 1 as well.
+    NaN is ignored; a series/column without a usable value gets ``(0, 1)``, and a zero spread
+    (or mean absolute value, for ``mean``) a scale of 1. Rows are reduced in chunks, so the
+    temporaries stay small whatever the table's size.
 
     Args:
         values: ``(N, C)`` float32 with NaN where missing.
@@ -81,38 +90,39 @@ def series_scaling(
         kind: ``"standard"``, ``"minmax"`` or ``"mean"``.
     """
     c = values.shape[1]
-    center = np.zeros((num_series, c))
-    scale = np.ones((num_series, c))
+    center, scale = np.zeros((num_series, c)), np.ones((num_series, c))
     for j in range(c):
-        v = values[:, j]
-        ok = train & ~np.isnan(v)
-        w = np.where(ok, v, 0.0).astype(np.float64)
-        n = np.bincount(series, weights=ok.astype(np.float64), minlength=num_series)
+        n, total, absolute = (np.zeros(num_series) for _ in range(3))
+        low, high = np.full(num_series, np.inf), np.full(num_series, -np.inf)
+        for rows in _chunks(len(values)):
+            v, s = values[rows, j], series[rows]
+            ok = train[rows] & ~np.isnan(v)
+            w = np.where(ok, v, 0.0)
+            n += np.bincount(s, weights=ok, minlength=num_series)
+            total += np.bincount(s, weights=w, minlength=num_series)
+            if kind == "mean":
+                absolute += np.bincount(s, weights=np.abs(w), minlength=num_series)
+            if kind == "minmax":
+                np.minimum.at(low, s[ok], v[ok])
+                np.maximum.at(high, s[ok], v[ok])
         has = n > 0
         if kind == "minmax":
-            low = np.full(num_series, np.inf)
-            high = np.full(num_series, -np.inf)
-            np.minimum.at(low, series[ok], v[ok])
-            np.maximum.at(high, series[ok], v[ok])
             span = high - low
             center[:, j] = np.where(has, low, 0.0)
             scale[:, j] = np.where(has & (span > 1e-8), span, 1.0)
             continue
-        total = np.bincount(series, weights=w, minlength=num_series)
-        mean = np.divide(total, n, out=np.zeros(num_series), where=has)
         if kind == "mean":
-            absmean = np.bincount(series, weights=np.abs(w), minlength=num_series)
-            absmean = np.divide(absmean, n, out=np.zeros(num_series), where=has)
-            scale[:, j] = np.where(absmean > 1e-8, absmean, 1.0)
+            mean_abs = np.divide(absolute, n, out=np.zeros(num_series), where=has)
+            scale[:, j] = np.where(mean_abs > 1e-8, mean_abs, 1.0)
             continue
-        dev = np.where(ok, w - mean[series], 0.0)
-        var = np.divide(
-            np.bincount(series, weights=dev * dev, minlength=num_series),
-            n,
-            out=np.zeros(num_series),
-            where=has,
-        )
-        std = np.sqrt(var)
+        mean = np.divide(total, n, out=np.zeros(num_series), where=has)
+        squares = np.zeros(num_series)
+        for rows in _chunks(len(values)):
+            v, s = values[rows, j], series[rows]
+            ok = train[rows] & ~np.isnan(v)
+            dev = np.where(ok, v - mean[s], 0.0)
+            squares += np.bincount(s, weights=dev * dev, minlength=num_series)
+        std = np.sqrt(np.divide(squares, n, out=np.zeros(num_series), where=has))
         center[:, j] = mean
         scale[:, j] = np.where(std > 1e-8, std, 1.0)
     return center, scale
@@ -135,17 +145,29 @@ def naive_scales(
     out = np.ones((num_series, targets.shape[1]))
     if len(targets) <= season:
         return out
-    # pairs (t - m, t) inside one series' training part
-    ok = (series[season:] == series[:-season]) & train[season:]
-    s = series[season:]
     for o in range(targets.shape[1]):
-        diff = np.abs(targets[season:, o] - targets[:-season, o])
-        good = ok & ~np.isnan(diff)
-        n = np.bincount(s, weights=good, minlength=num_series)
-        total = np.bincount(s, weights=np.where(good, diff, 0.0), minlength=num_series)
+        n, total = np.zeros(num_series), np.zeros(num_series)
+        for rows in _chunks(len(targets) - season):
+            later = slice(rows.start + season, rows.stop + season)  # pairs (t - m, t)
+            s = series[later]
+            diff = np.abs(targets[later, o] - targets[rows, o])
+            good = (s == series[rows]) & train[later] & ~np.isnan(diff)
+            n += np.bincount(s, weights=good, minlength=num_series)
+            total += np.bincount(s, weights=np.where(good, diff, 0.0), minlength=num_series)
         mae = np.divide(total, n, out=np.zeros(num_series), where=n > 0)
         out[:, o] = np.where(mae > 0, mae, 1.0)
     return out
+
+
+def scale_in_place(
+    values: np.ndarray, series: np.ndarray, center: np.ndarray, scale: np.ndarray
+) -> None:
+    """``values[r] = (values[r] - center[series[r]]) / scale[series[r]]``, chunk by chunk."""
+    center, scale = center.astype(np.float32), scale.astype(np.float32)
+    for rows in _chunks(len(values)):
+        s = series[rows]
+        values[rows] -= center[s]
+        values[rows] /= scale[s]
 
 
 def prefix_rows(offsets: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -476,11 +498,16 @@ class PanelDataModule(FileDataModule):
         return np.concatenate(parts, axis=1), year0
 
     # ----------------------------------------------------------------- reading
+    def read_frame(self, path: str) -> Any:
+        """The needed columns of the table at ``path`` (a DataFrame); a named dataset's
+        datamodule overrides it."""
+        return read_long_table(path, self.needed_columns)
+
     def _read(self, path: str) -> tuple[Panel, np.ndarray]:
         """The ordered panel and its ``(N, C)`` float32 values (NaN where missing), with the
         ``missing`` policy's checks (``error``: names id, time and column; ``drop``: rows
         with a missing value dropped before the series are formed)."""
-        frame = read_long_table(path, self.needed_columns)
+        frame = self.read_frame(path)
         if self.missing == "drop":
             values = numeric_values(frame, self.value_columns, path)
             keep = ~np.isnan(values).any(1)
@@ -488,7 +515,9 @@ class PanelDataModule(FileDataModule):
                 log.info("%s: dropped %d rows with a missing value", path, int((~keep).sum()))
                 frame = frame[keep]
         panel = order_panel(frame, self.ids, self.time, path)
+        del frame  # the panel holds it (reordered, or the same rows)
         values = numeric_values(panel.frame, self.value_columns, path)
+        panel.frame = panel.frame.drop(columns=self.value_columns)  # copied into ``values``
         if self.missing == "error":
             bad = np.isnan(values)
             if bad.any():
@@ -609,6 +638,8 @@ class PanelDataModule(FileDataModule):
         calendar = None
         if self.calendar:
             calendar, year0 = self._calendar(panel.time, source, year0)
+        time_step = _time_step(panel)
+        panel.frame = panel.time = None  # the table's columns are no longer needed
         # windows, on the raw targets (missing ones leave windows out under missing=mask)
         bounds = {
             "train": (np.zeros(num_series, np.int64), train_len),
@@ -640,8 +671,7 @@ class PanelDataModule(FileDataModule):
             )  # fmt: skip
         naive_test = self._naive_forecasts(values[:, :o], *splits_windows["test"].all(), naive)
         # scale the value channels per series, in place (no copy of the table)
-        values -= center.astype(np.float32)[series]
-        values /= scale.astype(np.float32)[series]
+        scale_in_place(values, series, center, scale)
         del series
         x = torch.from_numpy(values)
         targets = x[:, :o]
@@ -662,7 +692,7 @@ class PanelDataModule(FileDataModule):
             "naive": naive,
             "keys": panel.keys,
             "year0": year0,
-            "time_step": _time_step(panel),
+            "time_step": time_step,
             "naive_test": naive_test,
         }
 
@@ -859,8 +889,7 @@ class PanelDataModule(FileDataModule):
                 path,
                 f"no series has the {need} rows a forecast window needs (window={self.window})",
             )
-        values -= center.astype(np.float32)[series]
-        values /= scale.astype(np.float32)[series]
+        scale_in_place(values, series, center, scale)
         x = torch.from_numpy(values)
         if self.missing == "mask":
             x = _mask_per_series(x, panel.offsets, self.impute)
