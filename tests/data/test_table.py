@@ -349,3 +349,82 @@ def test_a_streamed_parquet_folder_gives_the_same_windows_one_file_at_a_time(tmp
     frame.to_parquet(folder / "again.parquet")  # the same ids in a second file
     with pytest.raises(DataFileError, match="also appears in an earlier file"):
         PanelDataModule(str(folder), **kw, stream=True).setup()
+
+
+def _long_table(seqs, labels, path):
+    """UCR/UEA sequences ``[(T_i, C)]`` as a long table: case, t, c0.., label."""
+    parts = []
+    for i, (seq, label) in enumerate(zip(seqs, labels, strict=True)):
+        part = pd.DataFrame(seq, columns=[f"c{k}" for k in range(seq.shape[1])])
+        part.insert(0, "t", np.arange(len(seq)))
+        part.insert(0, "case", i)
+        part["label"] = str(label)
+        parts.append(part)
+    pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=0).to_parquet(path)
+
+
+def test_basic_motions_as_a_long_table_gives_the_ts_paths_tensors(tmp_path):
+    """The same split, scaling and tensors as data=sequences on the archive's .ts files, so
+    training on either gives the same model (the accuracy figures are in docs/tables.md)."""
+    pytest.importorskip("aeon")
+    from pathlib import Path
+
+    import aeon
+
+    from lstmkit.data import SequencesDataModule
+    from lstmkit.data.files import read_sequences
+
+    folder = Path(aeon.__file__).parent / "datasets" / "data" / "BasicMotions"
+    train_ts, test_ts = folder / "BasicMotions_TRAIN.ts", folder / "BasicMotions_TEST.ts"
+    for ts, name in ((train_ts, "train"), (test_ts, "test")):
+        _long_table(*read_sequences(str(ts)), tmp_path / f"{name}.parquet")
+    ts = SequencesDataModule(str(train_ts), test_path=str(test_ts))
+    table = LabelTableDataModule(
+        str(tmp_path / "train.parquet"), id="case", time="t",
+        features=[f"c{k}" for k in range(6)], label="label",
+        test_path=str(tmp_path / "test.parquet"),
+    )  # fmt: skip
+    ts.setup(), table.setup()
+    assert table.fitted["class_names"] == ts.fitted["class_names"]
+    for split in ("train", "val", "test"):
+        for u, v in zip(_all(ts.splits[split]), _all(table.splits[split]), strict=True):
+            torch.testing.assert_close(u, v)
+
+
+def test_m1_yearly_is_the_archives_protocol(tmp_path):
+    """181 series, one test window each (the last 6 values); the naive baseline's MASE equals
+    a plain numpy computation of the archive's formula."""
+    pytest.importorskip("aeon")
+    from aeon.datasets import load_forecasting
+
+    from lstmkit.data import MonashDataModule
+
+    dm = MonashDataModule(window=8, horizon=6, val_steps=0, short_series="pad", min_window=2)
+    dm.setup()
+    assert len(dm.splits["test"]) == 181 and "val" not in dm.splits
+    raw = load_forecasting("m1_yearly_dataset")
+    mase = []
+    for values in raw["series_value"]:
+        y = np.asarray(values, dtype=np.float64)
+        train, test = y[:-6], y[-6:]
+        scale = np.mean(np.abs(np.diff(train)))
+        mase.append(np.mean(np.abs(test - train[-1])) / scale)
+    assert dm.trivial_baseline()["test/mase"] == pytest.approx(np.mean(mase), rel=1e-5)
+
+
+def test_parquet_columns_with_missing_values_read_as_nan(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lstmkit.data.longtable import read_long_table
+
+    table = pa.table({"id": pa.array([1, 1, 2, None], pa.int64()),
+                      "y": pa.array([1.5, None, 2.0, 3.0], pa.float32()),
+                      "name": ["a", "b", None, "d"]})  # fmt: skip
+    pq.write_table(table, tmp_path / "m.parquet", row_group_size=2)
+    frame = read_long_table(tmp_path / "m.parquet", ["id", "y", "name"])
+    assert frame["id"].isna().tolist() == [False, False, False, True]
+    assert frame["y"].isna().tolist() == [False, True, False, False]
+    assert frame["name"].tolist()[:2] == ["a", "b"] and frame["name"].isna().tolist()[2]
+    with pytest.raises(DataFileError, match="id column 'id' is empty at row 3"):
+        PanelDataModule(str(tmp_path / "m.parquet"), id="id", target="y", window=1).setup()

@@ -57,6 +57,9 @@ class LabelTableDataModule(LabelledSequencesDataModule):
         label: the label column (must hold one value per id), or None with ``label_path``.
         label_path: a CSV/Parquet file with the ``id`` column(s) and the ``label`` column
             (``label`` names it; default ``"label"``).
+        test_path: a second table of the same columns as the test split (as the UCR/UEA
+            archives' ``_TEST`` files), or None to cut ``test_fraction`` of the ids off
+            ``path``.
         task: ``"classification"`` or ``"regression"``.
         standardize: standardise the inputs per channel (training sequences).
         **kwargs: ``val_fraction``, ``test_fraction`` (the seeded split by id),
@@ -72,6 +75,7 @@ class LabelTableDataModule(LabelledSequencesDataModule):
         time: str | None = None,
         label: str | None = None,
         label_path: str | None = None,
+        test_path: str | None = None,
         task: str = "classification",
         standardize: bool = True,
         **kwargs: Any,
@@ -79,6 +83,7 @@ class LabelTableDataModule(LabelledSequencesDataModule):
         super().__init__(task, standardize, **kwargs)
         self._save_hparams(locals())
         self.path, self.time, self.label_path = str(path), time, label_path
+        self.test_path = test_path
         self.ids = _as_list(id, "id")
         self.features = _as_list(features, "features")
         if not self.ids:
@@ -140,7 +145,11 @@ class LabelTableDataModule(LabelledSequencesDataModule):
     def read_splits(self) -> tuple[RawSplit, RawSplit | None]:
         sequences, labels, ids = self._sequences(self.path, need_labels=True)
         self.series_ids = ids
-        return (sequences, labels, self.path), None
+        test = None
+        if self.test_path is not None:
+            t_sequences, t_labels, _ = self._sequences(str(self.test_path), need_labels=True)
+            test = (t_sequences, t_labels, str(self.test_path))
+        return (sequences, labels, self.path), test
 
     def encode_file(self, path: str) -> Encoded:
         """Every id of a new table (labels optional); ``missing="drop"`` leaves out sequences
@@ -184,7 +193,10 @@ def _available_columns(path: str, table_columns: Any) -> list[str]:
 
 
 #: Keys that only one mode reads, with their defaults in ``configs/data/table.yaml``.
-LABEL_ONLY = {"label": None, "label_path": None, "task": "classification", "standardize": True}
+LABEL_ONLY = {
+    "label": None, "label_path": None, "test_path": None, "task": "classification",
+    "standardize": True,
+}  # fmt: skip
 PANEL_ONLY = {
     "target": None, "window": 24, "horizon": 1, "stride": 1, "val_steps": None,
     "test_steps": None, "holdout_fraction": 0.0, "scaler": "standard", "season": 1,
