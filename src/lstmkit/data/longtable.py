@@ -156,38 +156,45 @@ def order_panel(frame: Any, ids: Sequence[str], time: str | None, source: str) -
     import pandas as pd
 
     ids = list(ids)
+    codes = None  # (N,) int32 series codes in sorted id order; not built for a grouped table
     if len(ids) == 1:
         column = frame[ids[0]]
         if column.isna().any():
             row = int(np.argmax(column.isna().to_numpy()))
             raise DataFileError(source, f"id column {ids[0]!r} is empty at row {row}: fill it")
         if pd.api.types.is_numeric_dtype(column) and column.is_monotonic_increasing:
-            # already grouped in id order (the common layout): codes without a hash table
             v = column.to_numpy()
-            codes = np.empty(len(v), dtype=np.int32)
-            codes[0] = 0
-            np.cumsum(v[1:] != v[:-1], out=codes[1:], dtype=np.int32)
+            change = v[1:] != v[:-1]  # already grouped in id order: no codes needed
         else:
             codes = pd.factorize(column, sort=True)[0].astype(np.int32)
     else:
         codes = frame.groupby(ids, sort=True, dropna=False).ngroup().to_numpy(np.int32)
+    ordered = codes is None or bool(np.all(codes[1:] >= codes[:-1]))
+    if codes is not None and ordered:
+        change = codes[1:] != codes[:-1]
     t = parse_time(frame[time], time, source) if time else None
-    ordered = bool(np.all(codes[1:] >= codes[:-1]))
-    if ordered and t is not None:
-        same = codes[1:] == codes[:-1]
-        ordered = bool(np.all(~same | (t[1:] > t[:-1])))
+    if ordered and t is not None:  # strictly increasing times within each id
+        ok = t[1:] > t[:-1]
+        ok |= change
+        ordered = bool(ok.all())
+        del ok
     if not ordered:
+        if codes is None:
+            codes = np.zeros(len(frame), dtype=np.int32)
+            np.cumsum(change, out=codes[1:], dtype=np.int32)
         order = np.lexsort((t, codes)) if t is not None else np.argsort(codes, kind="stable")
         frame = frame.take(order)
         codes = codes[order]
         t = t[order] if t is not None else None
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    offsets = np.r_[starts, len(codes)].astype(np.int64)
+        change = codes[1:] != codes[:-1]
+    del codes
+    starts = np.r_[0, np.flatnonzero(change) + 1].astype(np.int64)
+    offsets = np.r_[starts, len(frame)].astype(np.int64)
     key_frame = frame[ids].iloc[starts]
     keys = np.empty(len(starts), dtype=object)
     keys[:] = list(key_frame[ids[0]]) if len(ids) == 1 else list(key_frame.itertuples(False, None))
-    if t is not None:
-        dup = np.flatnonzero((codes[1:] == codes[:-1]) & (t[1:] == t[:-1]))
+    if t is not None and not ordered:  # sorted now: a repeated time sits next to its twin
+        dup = np.flatnonzero(~change & (t[1:] == t[:-1]))
         if len(dup):
             s = int(np.searchsorted(offsets, dup[0], side="right") - 1)
             raise DataFileError(

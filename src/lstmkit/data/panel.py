@@ -624,6 +624,12 @@ class PanelDataModule(FileDataModule):
         lengths = panel.lengths
         held = self.val_steps + self.test_steps
         train_len = lengths - held  # (S,) rows of each series' training part
+        statics = self._statics(panel, source, None if fit else self.fitted)
+        calendar = None
+        if self.calendar:
+            calendar, year0 = self._calendar(panel.time, source, year0)
+        time_step = _time_step(panel)
+        panel.frame = panel.time = None  # the table's columns are no longer needed
         series = panel.series_of_rows()  # (N,) int32
         holdout = np.zeros(num_series, dtype=bool)
         if self.holdout_fraction > 0:
@@ -634,12 +640,6 @@ class PanelDataModule(FileDataModule):
         center, scale = series_scaling(values, series, train_rows, num_series, self.scaler)
         naive = naive_scales(values[:, :o], series, train_rows, num_series, self.season)
         del train_rows
-        statics = self._statics(panel, source, None if fit else self.fitted)
-        calendar = None
-        if self.calendar:
-            calendar, year0 = self._calendar(panel.time, source, year0)
-        time_step = _time_step(panel)
-        panel.frame = panel.time = None  # the table's columns are no longer needed
         # windows, on the raw targets (missing ones leave windows out under missing=mask)
         bounds = {
             "train": (np.zeros(num_series, np.int64), train_len),
@@ -986,9 +986,9 @@ def _mask_per_series(x: Tensor, offsets: np.ndarray, impute: str) -> Tensor:
 
 
 def _time_step(panel: Panel) -> Any:
-    """The table's time step for dates past a series' end: a pandas frequency string when
-    the dates have one (e.g. ``"MS"``), else the most common difference (a number or
-    nanoseconds); None without a time column."""
+    """The table's time step for dates past a series' end, read off its longest series: a
+    pandas frequency string when the dates have one (e.g. ``"MS"``), else the median
+    difference (a number, or nanoseconds); None without a time column."""
     if panel.time is None:
         return None
     t = panel.time
@@ -1002,7 +1002,8 @@ def _time_step(panel: Panel) -> Any:
             return str(freq)
         diffs = np.diff(rows).astype("timedelta64[ns]").astype(np.int64)
         return {"nanoseconds": int(np.median(diffs))} if len(diffs) else None
-    diffs = np.diff(t)[np.diff(panel.series_of_rows()) == 0]
+    s = int(np.argmax(panel.lengths))  # the longest series' steps (no table-sized arrays)
+    diffs = np.diff(t[panel.offsets[s] : panel.offsets[s + 1]])
     return float(np.median(diffs)) if len(diffs) else 1.0
 
 
