@@ -428,3 +428,26 @@ def test_parquet_columns_with_missing_values_read_as_nan(tmp_path):
     assert frame["name"].tolist()[:2] == ["a", "b"] and frame["name"].isna().tolist()[2]
     with pytest.raises(DataFileError, match="id column 'id' is empty at row 3"):
         PanelDataModule(str(tmp_path / "m.parquet"), id="id", target="y", window=1).setup()
+
+
+@pytest.mark.slow
+def test_train_and_predict_label_mode_names_each_id(cfg_factory, tmp_path):
+    from lstmkit.predict import predict
+    from lstmkit.train import train
+
+    frame = label_frame(n=30)
+    path = _write(frame, tmp_path / "l.csv")
+    cfg = cfg_factory(
+        "data=table", f"data.path={path}", "data.id=case", "data.time=t",
+        "data.features=[v,w]", "data.label=label", "model=classifier", *SMALL_RUN,
+        "trainer.max_epochs=2", shrink=False,
+    )  # fmt: skip
+    best = train(cfg)["best_model_path"]
+    unlabelled = _write(frame.drop(columns="label"), tmp_path / "new.csv")
+    out = predict(best, unlabelled, tmp_path / "pred.csv")
+    assert list(out.columns[:3]) == ["case", "length", "pred"]
+    assert out["case"].tolist() == list(range(30))
+    assert out["length"].tolist() == frame.groupby("case").size().tolist()
+    assert set(out["pred"]) <= {"down", "up"} and "label" not in out
+    labelled = predict(best, path, tmp_path / "pred2.csv")
+    assert labelled["label"].tolist() == frame.groupby("case")["label"].first().tolist()
