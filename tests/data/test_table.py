@@ -451,3 +451,33 @@ def test_train_and_predict_label_mode_names_each_id(cfg_factory, tmp_path):
     assert set(out["pred"]) <= {"down", "up"} and "label" not in out
     labelled = predict(best, path, tmp_path / "pred2.csv")
     assert labelled["label"].tolist() == frame.groupby("case")["label"].first().tolist()
+
+
+def test_future_covariates_append_the_forecast_rows_with_their_targets_zeroed(tmp_path):
+    from lstmkit.tasks import AutoregressiveForecaster
+
+    frame = panel_frame()
+    frame["t"] = pd.Timestamp("2000-01-01") + pd.to_timedelta(frame["t"], unit="D")
+    path = _write(frame, tmp_path / "p.csv")
+    dm = PanelDataModule(path, id="id", time="t", target="y", features=["x"], window=5,
+                         horizon=3, calendar=["dayofweek"], future_covariates=True)  # fmt: skip
+    dm.setup()
+    x, y, lengths = _all(dm.splits["test"])
+    assert x.shape[1] == 5 + 3 and (lengths == 8).all()
+    assert (x[:, 5:, 0] == 0).all()  # the target channel of the forecast rows
+    series = dm.splits["test"].windows.series
+    for i, s in enumerate(series.tolist()):
+        rows = frame[frame.id == dm.series_keys[s]].sort_values("t")
+        n = len(rows)
+        expected = rows["t"].dt.dayofweek.to_numpy()[n - 8 :]  # the window and forecast rows
+        assert x[i, :, 2:9].argmax(-1).tolist() == expected.tolist()
+        x_known = (rows["x"].to_numpy()[n - 8 :] - dm.fitted["center"][s][1]) / dm.fitted["scale"][
+            s
+        ][1]
+        torch.testing.assert_close(x[i, :, 1], torch.tensor(x_known, dtype=torch.float32))
+    model = AutoregressiveForecaster({"backend": "custom", "hidden_size": 8},
+                                     **dm.model_kwargs())  # fmt: skip
+    pred = model.predict_step((x, y, lengths))
+    assert pred["pred"].shape == y.shape  # original units, one forecast per series
+    with pytest.raises(ValueError, match=r"future_covariates=true .* short_series=skip"):
+        PanelDataModule(path, id="id", target="y", future_covariates=True, short_series="pad")

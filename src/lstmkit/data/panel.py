@@ -239,10 +239,14 @@ class PanelWindowDataset(Dataset):
             category codes, then center/scale/naive of each target), repeated along time.
         windows: the split's :class:`PanelWindows`.
         window, horizon: input rows (at most) and target rows of each window.
+        future_blank: with covariates known in advance, the number of leading value channels
+            (the targets) zeroed in the ``horizon`` forecast rows appended to the inputs; None:
+            the inputs stop at the window.
 
     ``x`` ``(B, T, C_v + C_s)`` with ``T`` the batch's longest input (``window`` unless short
-    series are padded: then valid rows first, zeros after ``lengths``), ``y`` ``(B, O)`` if
-    ``horizon == 1`` else ``(B, horizon, O)``, ``lengths`` ``(B,)``.
+    series are padded: then valid rows first, zeros after ``lengths``; ``window + horizon``
+    with ``future_blank``), ``y`` ``(B, O)`` if ``horizon == 1`` else ``(B, horizon, O)``,
+    ``lengths`` ``(B,)``.
     """
 
     per_step = False
@@ -255,9 +259,12 @@ class PanelWindowDataset(Dataset):
         windows: PanelWindows,
         window: int,
         horizon: int,
+        future_blank: int | None = None,
     ) -> None:
         self.values, self.targets, self.per_series = values, targets, per_series
         self.windows, self.window, self.horizon = windows, window, horizon
+        self.future_blank = future_blank
+        self.extra = horizon if future_blank is not None else 0  # forecast rows in the inputs
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -265,7 +272,7 @@ class PanelWindowDataset(Dataset):
     @property
     def lengths(self) -> Tensor:
         _series, begin, t0 = self.windows.all()
-        return (t0 - torch.maximum(t0 - self.window, begin)).clamp_max(self.window)
+        return t0 - torch.maximum(t0 - self.window, begin) + self.extra
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         x, y, lengths = self.__getitems__([index])
@@ -275,12 +282,14 @@ class PanelWindowDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         series, begin, t0 = self.windows.locate(idx)
         start = torch.maximum(t0 - self.window, begin)  # (B,) never before the series
-        lengths = t0 - start  # (B,)
+        lengths = t0 - start + self.extra  # (B,)
         steps = int(lengths.max())
         offsets = torch.arange(steps)
         rows = start.unsqueeze(1) + offsets  # (B, T)
         valid = offsets < lengths.unsqueeze(1)  # (B, T)
         x = self.values[rows.clamp_max(len(self.values) - 1)]  # (B, T, C_v)
+        if self.future_blank is not None:  # the forecast rows' targets are unknown: zeros
+            x[:, self.window :, : self.future_blank] = 0.0  # full windows (skip rule)
         side = self.per_series[series].unsqueeze(1).expand(-1, steps, -1)  # (B, T, C_s)
         x = torch.cat([x, side], dim=-1) * valid.unsqueeze(-1)
         y = self.targets[t0.unsqueeze(1) + torch.arange(self.horizon)]  # (B, H, O)
@@ -358,6 +367,10 @@ class PanelDataModule(FileDataModule):
             ``dayofweek`` (7 one-hot), ``year`` (years since the first training year /
             ``calendar_year_span``); not rescaled.
         calendar_year_span: the year channel's unit in years.
+        future_covariates: the covariates (``features``, ``calendar``) of the ``horizon``
+            forecast rows are known in advance: each window's inputs run ``window + horizon``
+            rows, the forecast rows' target channels zeroed (what ``model=autoregressive``
+            reads; as ``data=csv``). Needs full windows (``short_series="skip"``).
         stream: read a folder of Parquet files one file at a time (data larger than memory):
             each id's rows must lie in one file; the training windows are shuffled within a
             file and the files in a seeded order each epoch; memory holds one file plus the
@@ -389,6 +402,7 @@ class PanelDataModule(FileDataModule):
         static_categorical: Sequence[str] | None = None,
         calendar: Sequence[str] | None = None,
         calendar_year_span: float = 100.0,
+        future_covariates: bool = False,
         stream: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -439,6 +453,14 @@ class PanelDataModule(FileDataModule):
         self.calendar_year_span = check_float("calendar_year_span", calendar_year_span, low=0.0)
         if self.calendar_year_span == 0:
             raise ValueError("calendar_year_span=0: the year channel's unit must be > 0 years")
+        self.future_covariates = bool(future_covariates)
+        if self.future_covariates and (
+            self.short_series != "skip" or self.missing == "mask" or stream
+        ):
+            raise ValueError(
+                "future_covariates=true feeds past targets back over full windows: it needs "
+                "short_series=skip, missing=error or drop, and stream=false"
+            )
         self.stream = bool(stream)
         if self.stream:
             unsupported = [
@@ -684,7 +706,15 @@ class PanelDataModule(FileDataModule):
         per_series_t = torch.from_numpy(per_series.astype(np.float32))
         return {
             "splits": {
-                name: PanelWindowDataset(x, targets, per_series_t, w, self.window, self.horizon)
+                name: PanelWindowDataset(
+                    x,
+                    targets,
+                    per_series_t,
+                    w,
+                    self.window,
+                    self.horizon,
+                    future_blank=o if self.future_covariates else None,
+                )
                 for name, w in splits_windows.items()
             },
             "center": center,
@@ -868,6 +898,11 @@ class PanelDataModule(FileDataModule):
         import pandas as pd
 
         stats = self.require_fitted()
+        if self.future_covariates:
+            raise ValueError(
+                "lstmkit-predict cannot forecast with data.future_covariates=true yet: the "
+                "forecast rows' covariates would have to come from outside the table"
+            )
         panel, values = self._read(path)
         o, num_series = len(self.targets), len(panel.keys)
         lengths = panel.lengths

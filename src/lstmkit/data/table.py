@@ -201,7 +201,7 @@ PANEL_ONLY = {
     "target": None, "window": 24, "horizon": 1, "stride": 1, "val_steps": None,
     "test_steps": None, "holdout_fraction": 0.0, "scaler": "standard", "season": 1,
     "short_series": "skip", "min_window": 1, "static_numeric": None,
-    "static_categorical": None, "calendar": None, "calendar_year_span": 100.0, "stream": False,
+    "static_categorical": None, "calendar": None, "calendar_year_span": 100.0, "future_covariates": False, "stream": False,
 }  # fmt: skip
 
 
