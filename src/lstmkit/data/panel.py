@@ -32,13 +32,12 @@ part in it (the log says how many); ``pad`` also draws windows with fewer input 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, IterableDataset
 
 from lstmkit._errors import DataFileError
 from lstmkit._logging import get_logger
@@ -53,6 +52,19 @@ from lstmkit.data.longtable import (
     order_panel,
     read_long_table,
 )
+from lstmkit.data.panel_stats import (
+    mask_per_series,
+    naive_scales,
+    prefix_rows,
+    scale_in_place,
+    series_scaling,
+)
+from lstmkit.data.panel_windows import (
+    PanelWindowDataset,
+    PanelWindows,
+    StreamingWindows,
+    cat_padded,
+)
 from lstmkit.forecast_metrics import averaged, window_errors
 
 log = get_logger(__name__)
@@ -63,278 +75,6 @@ PANEL_SCALERS = ("standard", "minmax", "mean")
 SHORT_SERIES = ("skip", "pad")
 #: ``calendar=`` channels made from a date time column.
 PANEL_CALENDAR = ("month", "year", "dayofweek")
-
-
-#: Rows per chunk of the per-series reductions (bounds their temporaries to a few MB).
-CHUNK_ROWS = 1 << 20
-
-
-def _chunks(n: int) -> list[slice]:
-    return [slice(i, min(i + CHUNK_ROWS, n)) for i in range(0, n, CHUNK_ROWS)]
-
-
-def series_scaling(
-    values: np.ndarray, series: np.ndarray, train: np.ndarray, num_series: int, kind: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-series, per-column ``(center, scale)`` ``(S, C)`` from the rows where ``train``.
-
-    NaN is ignored; a series/column without a usable value gets ``(0, 1)``, and a zero spread
-    (or mean absolute value, for ``mean``) a scale of 1. Rows are reduced in chunks, so the
-    temporaries stay small whatever the table's size.
-
-    Args:
-        values: ``(N, C)`` float32 with NaN where missing.
-        series: ``(N,)`` the series of each row.
-        train: ``(N,)`` bool, the rows of each series' training part.
-        num_series: ``S``.
-        kind: ``"standard"``, ``"minmax"`` or ``"mean"``.
-    """
-    c = values.shape[1]
-    center, scale = np.zeros((num_series, c)), np.ones((num_series, c))
-    for j in range(c):
-        n, total, absolute = (np.zeros(num_series) for _ in range(3))
-        low, high = np.full(num_series, np.inf), np.full(num_series, -np.inf)
-        for rows in _chunks(len(values)):
-            v, s = values[rows, j], series[rows]
-            ok = train[rows] & ~np.isnan(v)
-            w = np.where(ok, v, 0.0)
-            n += np.bincount(s, weights=ok, minlength=num_series)
-            total += np.bincount(s, weights=w, minlength=num_series)
-            if kind == "mean":
-                absolute += np.bincount(s, weights=np.abs(w), minlength=num_series)
-            if kind == "minmax":
-                np.minimum.at(low, s[ok], v[ok])
-                np.maximum.at(high, s[ok], v[ok])
-        has = n > 0
-        if kind == "minmax":
-            span = high - low
-            center[:, j] = np.where(has, low, 0.0)
-            scale[:, j] = np.where(has & (span > 1e-8), span, 1.0)
-            continue
-        if kind == "mean":
-            mean_abs = np.divide(absolute, n, out=np.zeros(num_series), where=has)
-            scale[:, j] = np.where(mean_abs > 1e-8, mean_abs, 1.0)
-            continue
-        mean = np.divide(total, n, out=np.zeros(num_series), where=has)
-        squares = np.zeros(num_series)
-        for rows in _chunks(len(values)):
-            v, s = values[rows, j], series[rows]
-            ok = train[rows] & ~np.isnan(v)
-            dev = np.where(ok, v - mean[s], 0.0)
-            squares += np.bincount(s, weights=dev * dev, minlength=num_series)
-        std = np.sqrt(np.divide(squares, n, out=np.zeros(num_series), where=has))
-        center[:, j] = mean
-        scale[:, j] = np.where(std > 1e-8, std, 1.0)
-    return center, scale
-
-
-def naive_scales(
-    targets: np.ndarray, series: np.ndarray, train: np.ndarray, num_series: int, season: int
-) -> np.ndarray:
-    """Per-series in-sample MAE of the seasonal naive forecast on the training part,
-    ``mean |y_t - y_{t-m}|`` ``(S, O)``; a series with no pair (or a constant one) gets 1.
-    The same formula as :func:`lstmkit.forecast_metrics.naive_scale`, vectorised.
-
-    Args:
-        targets: ``(N, O)`` with NaN where missing.
-        series: ``(N,)`` the series of each row (rows of a series contiguous).
-        train: ``(N,)`` bool, the rows of each series' training part (a prefix of it).
-        num_series: ``S``.
-        season: ``m``.
-    """
-    out = np.ones((num_series, targets.shape[1]))
-    if len(targets) <= season:
-        return out
-    for o in range(targets.shape[1]):
-        n, total = np.zeros(num_series), np.zeros(num_series)
-        for rows in _chunks(len(targets) - season):
-            later = slice(rows.start + season, rows.stop + season)  # pairs (t - m, t)
-            s = series[later]
-            diff = np.abs(targets[later, o] - targets[rows, o])
-            good = (s == series[rows]) & train[later] & ~np.isnan(diff)
-            n += np.bincount(s, weights=good, minlength=num_series)
-            total += np.bincount(s, weights=np.where(good, diff, 0.0), minlength=num_series)
-        mae = np.divide(total, n, out=np.zeros(num_series), where=n > 0)
-        out[:, o] = np.where(mae > 0, mae, 1.0)
-    return out
-
-
-def scale_in_place(
-    values: np.ndarray, series: np.ndarray, center: np.ndarray, scale: np.ndarray
-) -> None:
-    """``values[r] = (values[r] - center[series[r]]) / scale[series[r]]``, chunk by chunk."""
-    center, scale = center.astype(np.float32), scale.astype(np.float32)
-    for rows in _chunks(len(values)):
-        s = series[rows]
-        values[rows] -= center[s]
-        values[rows] /= scale[s]
-
-
-def prefix_rows(offsets: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """``(N,)`` bool, True on the first ``length[s]`` rows of every series ``s``."""
-    mark = np.zeros(int(offsets[-1]) + 1, dtype=np.int8)
-    np.add.at(mark, offsets[:-1], 1)
-    np.add.at(mark, offsets[:-1] + np.clip(length, 0, np.diff(offsets)), -1)
-    return np.cumsum(mark[:-1], dtype=np.int8).astype(bool)
-
-
-class PanelWindows:
-    """Windows of many series addressed by a flat index, with ``O(S)`` memory.
-
-    Series ``k`` (of the series that have windows in this split) has ``count[k]`` windows whose
-    first target rows are ``first[k] + stride * j``; window ``i`` is found by a binary search
-    in the running counts.
-
-    Args:
-        series: ``(S',)`` int64 series index of each series with windows.
-        begin: ``(S',)`` int64 its first row (inputs never reach before it).
-        first: ``(S',)`` int64 global row of its first window's first target row.
-        count: ``(S',)`` int64 its number of windows.
-        stride: rows between consecutive windows of a series.
-        explicit: ``(M, 2)`` int64 ``(series, first target row)`` pairs instead (windows left
-            out for a missing target), or None.
-    """
-
-    def __init__(
-        self,
-        series: np.ndarray,
-        begin: np.ndarray,
-        first: np.ndarray,
-        count: np.ndarray,
-        stride: int,
-        explicit: np.ndarray | None = None,
-    ) -> None:
-        keep = count > 0
-        self.series = torch.as_tensor(series[keep], dtype=torch.long)
-        self.begin = torch.as_tensor(begin[keep], dtype=torch.long)
-        self.first = torch.as_tensor(first[keep], dtype=torch.long)
-        self.cum = torch.as_tensor(np.r_[0, np.cumsum(count[keep])], dtype=torch.long)
-        self.stride = stride
-        self.explicit = None if explicit is None else torch.as_tensor(explicit, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.explicit) if self.explicit is not None else int(self.cum[-1])
-
-    def locate(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(series, first row of the series, first target row)`` of windows ``idx``, each
-        ``(B,)``."""
-        if self.explicit is not None:
-            pairs = self.explicit[idx]
-            return pairs[:, 0], pairs[:, 1], pairs[:, 2]
-        k = torch.searchsorted(self.cum, idx, right=True) - 1  # (B,)
-        t0 = self.first[k] + self.stride * (idx - self.cum[k])
-        return self.series[k], self.begin[k], t0
-
-    def all(self) -> tuple[Tensor, Tensor, Tensor]:
-        return self.locate(torch.arange(len(self)))
-
-
-class PanelWindowDataset(Dataset):
-    """Batches ``(x, y, lengths)`` of panel windows, gathered by indexing.
-
-    Args:
-        values: ``(N, C_v)`` the scaled value channels of every row (targets first).
-        targets: ``(N, O)`` the scaled targets (a view of ``values`` when they are inputs).
-        per_series: ``(S, C_s)`` channels constant within each series (static covariates,
-            category codes, then center/scale/naive of each target), repeated along time.
-        windows: the split's :class:`PanelWindows`.
-        window, horizon: input rows (at most) and target rows of each window.
-        future_blank: with covariates known in advance, the number of leading value channels
-            (the targets) zeroed in the ``horizon`` forecast rows appended to the inputs; None:
-            the inputs stop at the window.
-
-    ``x`` ``(B, T, C_v + C_s)`` with ``T`` the batch's longest input (``window`` unless short
-    series are padded: then valid rows first, zeros after ``lengths``; ``window + horizon``
-    with ``future_blank``), ``y`` ``(B, O)`` if ``horizon == 1`` else ``(B, horizon, O)``,
-    ``lengths`` ``(B,)``.
-    """
-
-    per_step = False
-
-    def __init__(
-        self,
-        values: Tensor,
-        targets: Tensor,
-        per_series: Tensor,
-        windows: PanelWindows,
-        window: int,
-        horizon: int,
-        future_blank: int | None = None,
-    ) -> None:
-        self.values, self.targets, self.per_series = values, targets, per_series
-        self.windows, self.window, self.horizon = windows, window, horizon
-        self.future_blank = future_blank
-        self.extra = horizon if future_blank is not None else 0  # forecast rows in the inputs
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    @property
-    def lengths(self) -> Tensor:
-        _series, begin, t0 = self.windows.all()
-        return t0 - torch.maximum(t0 - self.window, begin) + self.extra
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        x, y, lengths = self.__getitems__([index])
-        return x[0], y[0], lengths[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        series, begin, t0 = self.windows.locate(idx)
-        start = torch.maximum(t0 - self.window, begin)  # (B,) never before the series
-        lengths = t0 - start + self.extra  # (B,)
-        steps = int(lengths.max())
-        offsets = torch.arange(steps)
-        rows = start.unsqueeze(1) + offsets  # (B, T)
-        valid = offsets < lengths.unsqueeze(1)  # (B, T)
-        x = self.values[rows.clamp_max(len(self.values) - 1)]  # (B, T, C_v)
-        if self.future_blank is not None:  # the forecast rows' targets are unknown: zeros
-            x[:, self.window :, : self.future_blank] = 0.0  # full windows (skip rule)
-        side = self.per_series[series].unsqueeze(1).expand(-1, steps, -1)  # (B, T, C_s)
-        x = torch.cat([x, side], dim=-1) * valid.unsqueeze(-1)
-        y = self.targets[t0.unsqueeze(1) + torch.arange(self.horizon)]  # (B, H, O)
-        return x, (y[:, 0] if self.horizon == 1 else y), lengths
-
-
-class StreamingWindows(IterableDataset):
-    """The training windows of a folder of Parquet files, read one file at a time: each
-    epoch visits the files in a seeded order and yields batches of ``batch_size`` windows
-    shuffled within the file; only the file being read is in memory.
-
-    Args:
-        datamodule: the :class:`PanelDataModule` whose reading and scaling is applied.
-        files: the Parquet files.
-    """
-
-    def __init__(self, datamodule: PanelDataModule, files: list[str], batches: int) -> None:
-        self.datamodule, self.files, self.epoch, self.batches = datamodule, files, 0, batches
-        #: The rows of the largest file read so far (what bounds the memory).
-        self.max_rows_in_memory = 0
-
-    def __len__(self) -> int:
-        """Batches per epoch (what the iterator yields)."""
-        return self.batches
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        dm = self.datamodule
-        generator = torch.Generator().manual_seed(dm.seed + self.epoch)
-        self.epoch += 1
-        for f in torch.randperm(len(self.files), generator=generator).tolist():
-            panel, values = dm._read(self.files[f])
-            self.max_rows_in_memory = max(self.max_rows_in_memory, len(values))
-            part = dm._assemble(panel, values, self.files[f], fit=False, need_all=False,
-                                year0=dm.fitted["calendar_year0"])  # fmt: skip
-            train = part["splits"]["train"]
-            del panel, part
-            order = torch.randperm(len(train), generator=generator)
-            for start in range(0, len(train), dm.batch_size):
-                yield train.__getitems__(order[start : start + dm.batch_size].tolist())
-
-
-def _cat_padded(parts: list[Tensor]) -> Tensor:
-    """Concatenate ``(B_i, T_i, C)`` along the batch, zero-padded to the longest ``T``."""
-    steps = max(p.shape[1] for p in parts)
-    return torch.cat([torch.nn.functional.pad(p, (0, 0, 0, steps - p.shape[1])) for p in parts])
 
 
 class PanelDataModule(FileDataModule):
@@ -699,7 +439,7 @@ class PanelDataModule(FileDataModule):
         targets = x[:, :o]
         if self.missing == "mask":
             targets = targets.clone()
-            x = _mask_per_series(x, panel.offsets, self.impute)
+            x = mask_per_series(x, panel.offsets, self.impute)
         if calendar is not None:
             x = torch.cat([x, torch.from_numpy(calendar)], dim=1)
         per_series = np.concatenate([statics, center[:, :o], scale[:, :o], naive], axis=1)
@@ -775,7 +515,7 @@ class PanelDataModule(FileDataModule):
         self.splits = {"train": StreamingWindows(self, self._files(), batches)}
         for name, kept in (("val", val), ("test", test)):
             if kept:
-                x = _cat_padded([k[0] for k in kept])
+                x = cat_padded([k[0] for k in kept])
                 y = torch.cat([k[1] for k in kept])
                 self.splits[name] = SequenceDataset(x, y, torch.cat([k[2] for k in kept]))
 
@@ -927,7 +667,7 @@ class PanelDataModule(FileDataModule):
         scale_in_place(values, series, center, scale)
         x = torch.from_numpy(values)
         if self.missing == "mask":
-            x = _mask_per_series(x, panel.offsets, self.impute)
+            x = mask_per_series(x, panel.offsets, self.impute)
         if self.calendar:
             cal, _ = self._calendar(panel.time, path, stats["calendar_year0"])
             x = torch.cat([x, torch.from_numpy(cal)], dim=1)
@@ -1002,22 +742,6 @@ def _plain_key(key: Any) -> Any:
 
 def _key_tuple(key: Any) -> tuple:
     return tuple(str(k) for k in key) if isinstance(key, list | tuple) else (str(key),)
-
-
-def _mask_per_series(x: Tensor, offsets: np.ndarray, impute: str) -> Tensor:
-    """``missing=mask`` per series: ``(N, C)`` -> ``(N, 2C)``, values imputed (``ffill``
-    never carries a value into the next series; 0 before a series' first observation) and
-    the missing indicators appended."""
-    indicator = torch.isnan(x).to(x.dtype)
-    if impute == "zero":
-        return torch.cat([torch.nan_to_num(x, nan=0.0), indicator], dim=1)
-    n = len(x)
-    rows = torch.arange(n).unsqueeze(1).expand_as(x)  # (N, C)
-    last = torch.where(torch.isnan(x), torch.full_like(rows, -1), rows).cummax(0).values
-    starts = torch.from_numpy(np.repeat(offsets[:-1], np.diff(offsets))).unsqueeze(1)  # (N, 1)
-    filled = x.gather(0, last.clamp_min(0))
-    filled = torch.where(last >= starts, filled, torch.zeros_like(x))
-    return torch.cat([filled, indicator], dim=1)
 
 
 def _time_step(panel: Panel) -> Any:
