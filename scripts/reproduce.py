@@ -170,6 +170,21 @@ def judge_counting(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
     return Outcome(figure, within >= 1.0)
 
 
+#: Godahewa et al. 2021 (Monash archive), Table 2, M1 Yearly: the best published mean MASE (TBATS).
+M1_YEARLY_BEST = 3.499
+
+
+def judge_m1_yearly(metrics: dict[str, Any], extra: dict[str, Any]) -> Outcome:
+    mase = _get(metrics, "test/mase")
+    gap = mase - M1_YEARLY_BEST
+    verdict = "beats it" if gap < 0 else f"misses it by {gap:.3f} ({gap / M1_YEARLY_BEST:.1%})"
+    figure = (
+        f"mean MASE {mase:.3f} (sMAPE {_get(metrics, 'test/smape'):.2%}); best published "
+        f"{M1_YEARLY_BEST} (TBATS): {verdict}"
+    )
+    return Outcome(figure, gap < 0)
+
+
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
@@ -233,6 +248,16 @@ TASKS: dict[str, Task] = {
             judge_airline,
             smoke=("ensemble.size=2",),
             ensemble=True,
+        ),
+        Task(
+            "m1_yearly",
+            "reference_m1_yearly",
+            "M1 yearly (181 series), the last 6 years of each",
+            "Godahewa et al. 2021, Monash archive, Table 2 mean MASE: TBATS 3.499 (best), "
+            "ETS 3.771, Theta 4.191, N-BEATS 4.384, DeepAR 4.603",
+            f"mean MASE below the best published ({M1_YEARLY_BEST}), or by how much it misses",
+            judge_m1_yearly,
+            smoke=(),
         ),
         Task(
             "addition",

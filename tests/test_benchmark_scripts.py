@@ -42,3 +42,14 @@ def test_benchmark_gemm_prints_a_row_per_shape_and_direction():
     printed = _run("benchmark_gemm.py", "--shapes", "3,8", "--calls", "2", "--rounds", "1")
     rows = [line for line in printed.splitlines() if line.split()[:2] == ["3", "8"]]
     assert [row.split()[3] for row in rows] == ["fwd", "bwd"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [[], ["--stream", "--files", "3"]], ids=["memory", "stream"])
+def test_benchmark_table_prints_memory_and_throughput(stream):
+    printed = _run(
+        "benchmark_table.py", "--series", "30", "--steps", "60", "--window", "8",
+        "--horizon", "2", "--stride", "5", "--batch-size", "32", *stream,
+    )  # fmt: skip
+    assert "30 series x 60 steps = 1,800 rows" in printed
+    assert "peak RSS growth during setup" in printed and "windows/s" in printed

@@ -26,6 +26,7 @@ DATA_REQUIRED = {
     "csv": ("data.path=series.csv", "data.target=y"),
     "sequences": ("data.path=sequences.npz",),
     "text": ("data.path=texts.csv",),
+    "table": ("data.path=panel.csv", "data.id=id", "data.target=y"),
 }
 
 

@@ -26,7 +26,7 @@ EXIT_DIVERGED = 3
 #: ``<key>: allowed values`` for keys with a fixed set of values.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.pooling": ("last", "mean", "max"),
-    "model.loss": ("mse", "mae", "huber"),
+    "model.loss": ("mse", "mae", "huber", "quantile", "gaussian"),
     "model.encoder.recurrent_init": ("default", "orthogonal"),
     "model.encoder.implementation": ("fused", "reference"),
 }

@@ -73,9 +73,14 @@ def plot_predictions(
     out: str | Path,
     max_points: int = 2000,
     consecutive: bool = False,
+    interval: tuple[Tensor, Tensor, str] | None = None,
 ) -> Path:
     """Predictions against targets (original units), one point per predicted value; with a
     horizon ``(N, H, O)``, also a few forecasts drawn against the truth.
+
+    ``interval=(lower, upper, label)``, each shaped like ``pred``, draws a prediction interval
+    (a probabilistic forecast's lowest and highest quantiles): a band around each drawn
+    forecast, or error bars on the scatter when there is no horizon.
 
     ``consecutive=True`` says window ``i + 1`` starts one step after window ``i`` (a time
     series at stride 1): a third panel then draws the truth along the split and, at each step,
@@ -90,6 +95,11 @@ def plot_predictions(
     axes = fig.subplots(1, panels, squeeze=False)[0]
     flat_p, flat_t = p.reshape(-1)[:max_points], t.reshape(-1)[:max_points]
     axes[0].scatter(flat_t, flat_p, s=6, alpha=0.5)
+    if interval is not None and not forecasts:
+        low_q = interval[0].detach().float().cpu().reshape(-1)[:max_points]
+        high_q = interval[1].detach().float().cpu().reshape(-1)[:max_points]
+        axes[0].errorbar(flat_t, flat_p, yerr=torch.stack([flat_p - low_q, high_q - flat_p]),
+                         fmt="none", alpha=0.3, label=interval[2])  # fmt: skip
     low, high = float(min(flat_t.min(), flat_p.min())), float(max(flat_t.max(), flat_p.max()))
     axes[0].plot([low, high], [low, high], color="black", lw=1, label="y = x")
     axes[0].set(xlabel="truth", ylabel="prediction", title="Test predictions vs truth")
@@ -99,6 +109,11 @@ def plot_predictions(
         for i in range(min(3, len(p))):
             (line,) = axes[1].plot(steps, t[i, :, 0], lw=2, label=f"truth {i}")
             axes[1].plot(steps, p[i, :, 0], ls="--", color=line.get_color(), label=f"forecast {i}")
+            if interval is not None:
+                axes[1].fill_between(steps, interval[0][i, :, 0].detach().float().cpu(),
+                                     interval[1][i, :, 0].detach().float().cpu(),
+                                     color=line.get_color(), alpha=0.2,
+                                     label=interval[2] if i == 0 else None)  # fmt: skip
         axes[1].set(xlabel="steps ahead", title="Forecasts (channel 0)")
         axes[1].legend(fontsize="small")
     if along:

@@ -267,12 +267,18 @@ def make_plots(
     out = predict(model, datamodule)
     real_valued = kind == "seq2seq" and "pred" in out and out["pred"].is_floating_point()
     if "target" in out and (kind == "regression" or real_valued):
+        interval = None
+        if "quantiles" in out:  # a probabilistic forecast: its lowest-highest quantile band
+            levels = out["quantile_levels"][0].tolist()
+            label = f"{levels[0]:g}-{levels[-1]:g} quantiles"
+            interval = (out["quantiles"][..., 0], out["quantiles"][..., -1], label)
         saved.append(
             plots.plot_predictions(
                 out["pred"],
                 out["target"],
                 output_dir / "predictions.png",
                 consecutive=getattr(datamodule, "consecutive_windows", False),
+                interval=interval,
             )
         )
     elif "target" in out and kind == "seq2seq" and out["pred"].dim() == 2:
@@ -306,12 +312,22 @@ def summary_lines(
     test: dict[str, float], baseline: dict[str, float], description: str
 ) -> list[str]:
     """Human-readable test metrics next to the trivial baseline's."""
-    lower_is_better = ("loss", "mse", "mae", "rmse", "mape")
+    lower_is_better = (
+        "loss",
+        "mse",
+        "mae",
+        "rmse",
+        "mape",
+        "mase",
+        "smape",
+        "rmse_series",
+        "pinball",
+    )
     lines = [f"Trivial baseline: {description}"]
-    lines.append(f"  {'metric':<12} {'model':>12} {'baseline':>12}")
+    lines.append(f"  {'metric':<17} {'model':>12} {'baseline':>12}")
     for key, value in sorted(test.items()):
         base = baseline.get(key)
-        row = f"  {key:<12} {value:>12.4g}"
+        row = f"  {key:<17} {value:>12.4g}"
         if base is not None and math.isfinite(base):
             row += f" {base:>12.4g}"
             name = key.rsplit("/", 1)[-1]

@@ -16,9 +16,12 @@ from lstmkit.data.base import (
 from lstmkit.data.copy_memory import CopyDataModule
 from lstmkit.data.counting import CountingDataModule
 from lstmkit.data.filebase import FileDataModule
+from lstmkit.data.monash import MonashDataModule
+from lstmkit.data.panel import PanelDataModule
 from lstmkit.data.sequences import SequencesDataModule
 from lstmkit.data.sine import SineDataModule
 from lstmkit.data.stream import StreamDataModule
+from lstmkit.data.table import LabelTableDataModule, TableDataModule
 from lstmkit.data.text import TextDataModule
 from lstmkit.data.timeseries import AirlineDataModule, CSVDataModule
 from lstmkit.data.waveform import WaveformDataModule
@@ -33,12 +36,16 @@ __all__ = [
     "CopyDataModule",
     "CountingDataModule",
     "FileDataModule",
+    "LabelTableDataModule",
+    "MonashDataModule",
+    "PanelDataModule",
     "SequenceDataModule",
     "SequenceDataset",
     "SequencesDataModule",
     "SineDataModule",
     "StreamDataModule",
     "SyntheticDataModule",
+    "TableDataModule",
     "TextDataModule",
     "WaveformDataModule",
 ]

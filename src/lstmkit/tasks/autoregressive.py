@@ -59,6 +59,11 @@ class AutoregressiveForecaster(SequenceRegressor):
                     f"{name}={kwargs[name]!r}: AutoregressiveForecaster feeds its forecasts "
                     f"back step by step and does not support {name}; leave it unset"
                 )
+        if kwargs.get("loss") in ("quantile", "gaussian"):
+            raise ValueError(
+                "AutoregressiveForecaster feeds point forecasts back: it does not support "
+                "loss=quantile/gaussian; use model=regressor"
+            )
         super().__init__(encoder, **kwargs)
         if self.num_directions != 1:
             raise ValueError(
@@ -118,12 +123,16 @@ class AutoregressiveForecaster(SequenceRegressor):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The forecast (see :meth:`forecast`); ``lengths`` must be None or all ``W + H``."""
         self._check_full(x, lengths)
+        if self.panel.active:  # panel data: per-window scale off, category embeddings on
+            x, self._side = self.panel(x)
         return self.forecast(x)
 
     # ----------------------------------------------------------------- the shared step
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, y, lengths = batch
         self._check_full(x, lengths)
+        if self.panel.active:  # panel data: per-window scale off, category embeddings on
+            x, self._side = self.panel(x)
         if stage == "train":
             out, target = self.teacher_forced(x, y)
             loss = self.compute_loss(out, target, None)
@@ -133,7 +142,8 @@ class AutoregressiveForecaster(SequenceRegressor):
             loss = self.compute_loss(forecast, y, None)
         metrics = getattr(self, f"{stage}_metrics")
         with torch.no_grad():
-            metrics.update(*self.metric_inputs(forecast.detach(), y, lengths))
+            inputs = self.metric_inputs(forecast.detach(), y, lengths)
+            metrics.update(**inputs) if isinstance(inputs, dict) else metrics.update(*inputs)
         self.log_step(stage, loss, metrics, len(x))
         return loss
 

@@ -55,7 +55,9 @@ class SequenceTask(LightningModule, ABC):
     per_step: bool = False
 
     # ----------------------------------------------------------------- construction
-    def _build(self, out_features: int) -> None:
+    def _build(self, out_features: int, encoder_input: int | None = None) -> None:
+        """Embedding, encoder, head and metrics; ``encoder_input`` overrides the encoder's
+        input width (a task that transforms its inputs first, e.g. panel embeddings)."""
         hp = self.hparams
         if hp.vocab_size is not None:
             check_int("vocab_size", hp.vocab_size)
@@ -73,7 +75,7 @@ class SequenceTask(LightningModule, ABC):
                 raise ValueError(
                     "input_size=None: set input_size (float features) or vocab_size (token ids)"
                 )
-            encoder_input = check_int("input_size", hp.input_size)
+            encoder_input = encoder_input or check_int("input_size", hp.input_size)
             self.embedding = None
         check_choice("pooling", hp.pooling, POOLINGS)
         from lstmkit.nn import build_lstm
@@ -136,7 +138,9 @@ class SequenceTask(LightningModule, ABC):
         loss = self.compute_loss(out, y, lengths)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         with torch.no_grad():
-            metrics.update(*self.metric_inputs(out.detach(), y, lengths))
+            inputs = self.metric_inputs(out.detach(), y, lengths)
+            # keyword arguments: each metric of the collection takes the ones it names
+            metrics.update(**inputs) if isinstance(inputs, dict) else metrics.update(*inputs)
         self.log_step(stage, loss, metrics, len(x))
         return loss
 

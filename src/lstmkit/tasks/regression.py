@@ -14,12 +14,26 @@ from torchmetrics import (
     MeanSquaredError,
     MetricCollection,
     R2Score,
+    SymmetricMeanAbsolutePercentageError,
 )
 
 from lstmkit._validation import check_choice, check_float, check_int
 from lstmkit.tasks.base import Batch, SequenceTask, plain_hparams
+from lstmkit.tasks.panel import PanelInputs, WindowErrorMean, panel_kwargs, rescale
+from lstmkit.tasks.probabilistic import (
+    GAUSSIAN_QUANTILES,
+    PROBABILISTIC,
+    IntervalCoverage,
+    PinballLoss,
+    check_quantiles,
+    gaussian_nll,
+    gaussian_params,
+    gaussian_quantiles,
+    monotone_quantiles,
+    pinball_loss,
+)
 
-LOSSES = ("mse", "mae", "huber")
+LOSSES = ("mse", "mae", "huber", *PROBABILISTIC)
 
 
 class LastStepMAPE(MeanAbsolutePercentageError):
@@ -75,8 +89,17 @@ class SequenceRegressor(SequenceTask):
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
         dropout: dropout before each head layer.
-        loss: ``"mse"``, ``"mae"`` or ``"huber"``.
+        loss: ``"mse"``, ``"mae"``, ``"huber"``, or a probabilistic forecast (see
+            :mod:`lstmkit.tasks.probabilistic`): ``"quantile"`` (monotone quantiles, pinball
+            loss; the point forecast is the median) or ``"gaussian"`` (mean and standard
+            deviation, Gaussian likelihood; the point forecast is the mean).
         huber_delta: the Huber loss's ``delta`` (in standardised units).
+        quantiles: with ``loss="quantile"``, increasing levels in (0, 1), e.g.
+            ``[0.1, 0.5, 0.9]``.
+        series_scale, static_cardinalities, static_embedding_dims: panel inputs (many series,
+            from ``data=table``; see :mod:`lstmkit.tasks.panel`): per-window scale channels
+            (forecasts and metrics back in each series' original units; adds MASE, sMAPE and
+            per-series RMSE) and static categories learned as embeddings; given by the data.
         optimizer: a partial taking the parameters (Hydra ``_partial_: true``); default Adam.
         scheduler: a partial taking the optimizer, or None; stepped on ``val/loss`` each epoch.
         tbptt_steps: truncated BPTT: chunks of this many steps, state carried detached
@@ -113,6 +136,10 @@ class SequenceRegressor(SequenceTask):
         dropout: float = 0.0,
         loss: str = "mse",
         huber_delta: float = 1.0,
+        quantiles: Sequence[float] | None = None,
+        series_scale: bool = False,
+        static_cardinalities: Sequence[int] | None = None,
+        static_embedding_dims: Sequence[int] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
         tbptt_steps: int | None = None,
@@ -125,6 +152,13 @@ class SequenceRegressor(SequenceTask):
         self.horizon = check_int("horizon", horizon)
         check_choice("loss", loss, LOSSES)
         check_float("huber_delta", huber_delta, low=0.0)
+        self.quantile_levels = check_quantiles(quantiles) if loss == "quantile" else []
+        self.probabilistic = loss in PROBABILISTIC
+        if (self.probabilistic or series_scale) and (tbptt_steps is not None or stateful):
+            raise ValueError(
+                f"loss={loss!r} / series_scale need whole windows: set tbptt_steps=null and "
+                "stateful=false"
+            )
         mean = torch.zeros(output_size) if target_mean is None else torch.as_tensor(target_mean)
         std = torch.ones(output_size) if target_std is None else torch.as_tensor(target_std)
         for name, value in (("target_mean", mean), ("target_std", std)):
@@ -138,11 +172,25 @@ class SequenceRegressor(SequenceTask):
             target_channels, input_size, vocab_size, tbptt_steps, stateful
         )
         self.register_buffer("target_channels", channels, persistent=False)
-        self._build(out_features=self.head_outputs())
+        self.panel = PanelInputs(int(input_size or 1), output_size, **panel_kwargs(self.hparams))
+        if self.panel.active and vocab_size is not None:
+            raise ValueError("series_scale / static_cardinalities need float inputs, not tokens")
+        self._side: Tensor | None = None  # the current batch's per-window scale (panel data)
+        self._build(
+            out_features=self.head_outputs(),
+            encoder_input=self.panel.encoder_input if self.panel.active else None,
+        )
+
+    @property
+    def params_per_value(self) -> int:
+        """Head outputs per forecast value: ``Q`` quantiles, 2 (mean, std) or 1."""
+        if self.hparams.loss == "quantile":
+            return len(self.quantile_levels)
+        return 2 if self.hparams.loss == "gaussian" else 1
 
     def head_outputs(self) -> int:
         """The head's output features: every horizon step's targets at once."""
-        return self.horizon * self.output_size
+        return self.horizon * self.output_size * self.params_per_value
 
     def _check_residual(
         self,
@@ -184,7 +232,10 @@ class SequenceRegressor(SequenceTask):
     def make_metrics(self) -> MetricCollection:
         """MSE, MAE, RMSE, R² and MAPE over every output; with ``horizon > 1`` also
         ``mape_last``: the MAPE of the last horizon step alone (every forecast at its full
-        lead time, as a backtest with ``last_points_only`` scores it)."""
+        lead time, as a backtest with ``last_points_only`` scores it). A probabilistic loss
+        adds ``pinball`` (mean pinball loss over the quantiles) and ``coverage`` (share of
+        targets between the lowest and highest quantile); panel data adds ``mase``, ``smape``
+        and ``rmse_series`` (each series' forecast scored, then averaged)."""
         metrics = {
             "mse": MeanSquaredError(),
             "mae": MeanAbsoluteError(),
@@ -192,31 +243,73 @@ class SequenceRegressor(SequenceTask):
             "r2": R2Score(),
             "mape": MeanAbsolutePercentageError(),
         }
+        extra = self.probabilistic or self.panel.side
+        if self.probabilistic:
+            metrics["pinball"] = PinballLoss(self.quantile_levels or GAUSSIAN_QUANTILES)
+            metrics["coverage"] = IntervalCoverage()
+        if self.panel.side:
+            metrics["mase"] = WindowErrorMean("mase")
+            metrics["smape"] = SymmetricMeanAbsolutePercentageError()
+            metrics["rmse_series"] = WindowErrorMean("rmse_series")
         if self.horizon == 1:
-            return MetricCollection(metrics)
+            return MetricCollection(metrics, compute_groups=not extra)
         metrics["mape_last"] = LastStepMAPE(self.horizon, self.output_size)
         # no compute groups: mape and mape_last share a state layout, not their values
         return MetricCollection(metrics, compute_groups=False)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Standardised predictions, ``(B, O)`` or ``(B, horizon, O)``; with ``residual``
-        the last observed target values plus the head's output.
+        the last observed target values plus the head's output. Probabilistic losses add a
+        last axis: ``Q`` monotone quantiles, or ``(mean, raw std)`` for ``"gaussian"``.
 
         Args:
             x: ``(B, T, C)`` features (or ``(B, T)`` token ids).
             lengths: ``(B,)`` valid steps per sequence; None when all fill ``T``.
         """
+        if self.panel.active:  # category codes -> embeddings; keep the per-window scale
+            x, self._side = self.panel(x)
         needs_last = self.residual or self.relative_inputs
         last = self.last_values(x, lengths) if needs_last else None  # (B, O)
         if self.relative_inputs:  # target channels minus their last value, at every step
             shift = last.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, T, O)
             x = x.index_add(-1, self.target_channels, -shift)
-        out = self.head(self.features(x, lengths))  # (B, H*O)
+        out = self.head(self.features(x, lengths))  # (B, H*O*P)
         last = last if self.residual else None
+        if self.probabilistic:
+            return self._distribution(out, last)
         if self.horizon == 1:
             return out if last is None else out + last
         out = out.view(-1, self.horizon, self.output_size)  # (B, H, O)
         return out if last is None else out + last.unsqueeze(1)
+
+    def _distribution(self, out: Tensor, last: Tensor | None) -> Tensor:
+        """Head outputs ``(B, H*O*P)`` -> ``(B, [H,] O, P)``: monotone quantiles, or the
+        mean and raw std; ``last`` ``(B, O)`` (residual) shifts the quantiles / the mean."""
+        out = out.view(-1, self.horizon, self.output_size, self.params_per_value)
+        if self.hparams.loss == "quantile":
+            out = monotone_quantiles(out)
+            if last is not None:
+                out = out + last[:, None, :, None]
+        elif last is not None:
+            out = torch.cat([out[..., :1] + last[:, None, :, None], out[..., 1:]], dim=-1)
+        return out[:, 0] if self.horizon == 1 else out
+
+    def point(self, out: Tensor) -> Tensor:
+        """The point forecast of :meth:`forward`'s output: the median quantile, the mean, or
+        the output itself; ``(B, [H,] O)``."""
+        if self.hparams.loss == "quantile":
+            levels = torch.tensor(self.quantile_levels)
+            return out[..., int((levels - 0.5).abs().argmin())]
+        return out[..., 0] if self.hparams.loss == "gaussian" else out
+
+    def quantile_values(self, out: Tensor) -> Tensor:
+        """Quantiles ``(B, [H,] O, Q)`` in original units (``GAUSSIAN_QUANTILES`` for a
+        Gaussian head) of a probabilistic :meth:`forward` output."""
+        if self.hparams.loss == "gaussian":
+            mean, std = gaussian_params(out)
+            out = gaussian_quantiles(mean, std, GAUSSIAN_QUANTILES)
+        # each quantile maps to original units like a point (an increasing map keeps order)
+        return self.inverse_transform(out.movedim(-1, 1)).movedim(1, -1)
 
     def last_values(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The targets' input channels at each sequence's last valid step: ``(B, T, C)`` ->
@@ -229,14 +322,23 @@ class SequenceRegressor(SequenceTask):
 
     def inverse_transform(self, y: Tensor) -> Tensor:
         """Standardised values ``(..., O)`` -> original units (``exp`` after de-standardising
-        when ``log_target``)."""
-        y = y * self.target_std + self.target_mean
+        when ``log_target``). With panel data (``series_scale``) each window ``(B, ..., O)``
+        uses its own series' scale, from the batch last passed to :meth:`forward`."""
+        if self._side is not None and self.panel.side:
+            y = rescale(y, self._side)
+        else:
+            y = y * self.target_std + self.target_mean
         return y.exp() if self.log_target else y
 
     def compute_loss(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
         if not isinstance(y, Tensor) or not y.is_floating_point():
             what = y.dtype if isinstance(y, Tensor) else type(y).__name__
             raise TypeError(f"y has dtype {what}: regression targets must be a float tensor")
+        if self.hparams.loss == "quantile":
+            levels = torch.tensor(self.quantile_levels, device=out.device, dtype=out.dtype)
+            return pinball_loss(out, y, levels)
+        if self.hparams.loss == "gaussian":
+            return gaussian_nll(out, y)
         if y.shape != out.shape:
             raise ValueError(
                 f"y has shape {tuple(y.shape)}: targets must have the model's output shape "
@@ -251,13 +353,42 @@ class SequenceRegressor(SequenceTask):
 
     def metric_inputs(
         self, out: Tensor, y: Tensor, lengths: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        return self.inverse_transform(out).reshape(-1), self.inverse_transform(y).reshape(-1)
+    ) -> tuple[Tensor, Tensor] | dict[str, Tensor]:
+        """``(preds, target)`` flattened in original units; with a probabilistic loss or
+        panel data, keyword arguments for the collection (each metric takes its own):
+        ``preds``, ``target``, ``quantile_preds``/``target_values`` and
+        ``pred_windows``/``target_windows``/``naive``."""
+        pred, target = self.inverse_transform(self.point(out)), self.inverse_transform(y)
+        if not (self.probabilistic or self.panel.side):
+            return pred.reshape(-1), target.reshape(-1)
+        inputs = {"preds": pred.reshape(-1), "target": target.reshape(-1)}
+        if self.probabilistic:
+            inputs |= {"quantile_preds": self.quantile_values(out), "target_values": target}
+        if self.panel.side:
+            windows = (len(y), -1, self.output_size)  # (B, H, O)
+            inputs |= {
+                "pred_windows": pred.reshape(windows),
+                "target_windows": target.reshape(windows),
+                "naive": self._side[:, 2],
+            }
+        return inputs
 
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> dict[str, Tensor]:
         """``{"pred"}`` in original units and, when the batch has targets, ``"target"``."""
         x, y, lengths = batch if len(batch) == 3 else (batch[0], None, batch[-1])
-        result = {"pred": self.inverse_transform(self(x, lengths))}
+        out = self(x, lengths)
+        result = {"pred": self.inverse_transform(self.point(out))}
+        if self.probabilistic:
+            result["quantiles"] = self.quantile_values(out)  # (B, [H,] O, Q)
+            levels = self.quantile_levels or list(GAUSSIAN_QUANTILES)
+            result["quantile_levels"] = torch.tensor(levels).expand(len(x), -1)  # (B, Q)
+        if self.hparams.loss == "gaussian":
+            _, std = gaussian_params(out)  # (B, [H,] O), standardised
+            if self.panel.side:
+                scale = self._side[:, 1].view(len(x), *([1] * (std.dim() - 2)), -1)
+            else:
+                scale = self.target_std
+            result["std"] = std * scale  # original units (log units with log_target)
         if y is not None:
             result["target"] = self.inverse_transform(y)
         return result
