@@ -54,8 +54,7 @@ def _or_none(tensor: Tensor) -> Tensor | None:
     return None if tensor.numel() == 0 and tensor.dim() == 1 else tensor
 
 
-@torch.library.custom_op("lstmkit::lstm_layer", mutates_args=())
-def lstm_layer(
+def _forward_impl(
     xp: Tensor,
     h0: Tensor,
     c0: Tensor,
@@ -86,6 +85,9 @@ def lstm_layer(
     return out, h_n, c_n, *(_or_empty(t, xp) for t in saved)
 
 
+lstm_layer = torch.library.custom_op("lstmkit::lstm_layer", mutates_args=())(_forward_impl)
+
+
 @lstm_layer.register_fake
 def _lstm_layer_fake(xp, h0, c0, weight_hh, weight_hr, *args) -> ForwardResult:
     inputs = LayerInputs(xp, h0, c0, weight_hh, weight_hr, *args[:-1])
@@ -100,8 +102,7 @@ def _lstm_layer_fake(xp, h0, c0, weight_hh, weight_hr, *args) -> ForwardResult:
     )
 
 
-@torch.library.custom_op("lstmkit::lstm_layer_backward", mutates_args=())
-def lstm_layer_backward(
+def _backward_impl(
     grad_out: Tensor,
     grad_h_n: Tensor,
     grad_c_n: Tensor,
@@ -159,6 +160,11 @@ def lstm_layer_backward(
     return tuple(result)
 
 
+lstm_layer_backward = torch.library.custom_op("lstmkit::lstm_layer_backward", mutates_args=())(
+    _backward_impl
+)
+
+
 @lstm_layer_backward.register_fake
 def _lstm_layer_backward_fake(*args) -> BackwardResult:
     needs = args[-1]
@@ -191,7 +197,7 @@ def _saved(ctx) -> tuple[LayerInputs, Tensor, tuple[Tensor, ...]]:
     return LayerInputs(**named), output, tuple(tensors)
 
 
-def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers):
+def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers, through_op: bool = True):
     inputs, output, saved = _saved(ctx)
     index = {name: i for i, name in enumerate(_INPUT_NAMES)}
     needs = [ctx.needs_input_grad[index[name]] for name in GRADIENT_INPUTS]
@@ -204,14 +210,37 @@ def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers):
         grad_out = torch.zeros_like(output) if grad_out is None else grad_out
         grad_h_n = inputs.h0.new_zeros(inputs.h0.shape) if grad_h_n is None else grad_h_n
         grad_c_n = inputs.c0.new_zeros(inputs.c0.shape) if grad_c_n is None else grad_c_n
-        result = lstm_layer_backward(
-            grad_out.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(), output,
-            *inputs, *saved, needs,
-        )  # fmt: skip
+        grad_args = (grad_out.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(), output)
+        # vmap over the backward (check_batched_grad: tensors with no storage of their own)
+        # needs the operator, which PyTorch batches
+        batched = not all(torch._C._has_storage(g) for g in grad_args[:3])
+        backward = lstm_layer_backward if through_op or batched else _backward_impl
+        result = backward(*grad_args, *inputs, *saved, needs)
         grads = [_or_none(g) if need else None for g, need in zip(result, needs, strict=True)]
     for name, grad in zip(GRADIENT_INPUTS, grads, strict=True):
         nothing[index[name]] = grad
     return tuple(nothing)
+
+
+class _EagerLayer(torch.autograd.Function):
+    """The operator's implementation and autograd formula, called straight from eager code.
+
+    The custom op is what tracing sees (``torch.compile``, ``torch.export``, FakeTensors); in
+    eager mode its Python dispatch layers around the same functions measured 0.5 ms a layer
+    and call (forward and backward), a few percent of a small LSTM's training step. This
+    Function calls `lstm_layer` / `lstm_layer_backward`'s implementations directly, with the
+    same ``setup_context`` and backward, so the two entries cannot compute differently.
+    """
+
+    @staticmethod
+    def forward(ctx, *args):  # the operator's arguments: LayerInputs, then keep
+        outputs = _forward_impl(*args)
+        _setup_context(ctx, args, outputs)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _backward(ctx, *grads, through_op=False)
 
 
 def _differentiable_backward(
@@ -240,9 +269,10 @@ lstm_layer.register_autograd(_backward, setup_context=_setup_context)
 def run_layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction: ``output (T, B, P)``, ``h_n (B, P)``, ``c_n (B, H)``.
 
-    Through the custom op (on CUDA the Triton one where it covers the call:
-    `lstmkit.nn.triton_ops`), except under a torch.func transform or for an empty batch, where
-    the composite layer gives the same numbers with every transform's rules.
+    Through the custom op when traced (on CUDA the Triton one where it covers the call:
+    `lstmkit.nn.triton_ops`), through its implementation and autograd formula directly in
+    eager mode (`_EagerLayer`), and through the composite layer under a torch.func transform
+    or for an empty batch, where it gives the same numbers with every transform's rules.
     """
     if inputs.xp.shape[1] == 0 or (not torch.compiler.is_compiling() and functorch_active()):
         return composite.layer(inputs)
@@ -250,5 +280,10 @@ def run_layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if triton_ops.covers(inputs):  # CUDA: the Triton kernels' operator
         return triton_ops.run_layer(inputs, keep)
-    out, h_n, c_n, *_ = torch.ops.lstmkit.lstm_layer(*inputs, keep)
+    if torch.compiler.is_compiling():
+        out, h_n, c_n, *_ = torch.ops.lstmkit.lstm_layer(*inputs, keep)
+    elif keep:  # the same implementation and formula without the dispatcher's Python layers
+        out, h_n, c_n, *_ = _EagerLayer.apply(*inputs, keep)
+    else:  # nothing to differentiate
+        out, h_n, c_n, *_ = _forward_impl(*inputs, keep)
     return out, h_n, c_n
