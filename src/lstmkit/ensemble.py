@@ -270,7 +270,12 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     """``python -m lstmkit.ensemble [OVERRIDES]``: the ``lstmkit-train`` overrides."""
-    run_cli("python -m lstmkit.ensemble", lambda: check_argv(sys.argv[1:], config_groups()))
+    from lstmkit.override_checks import precheck
+
+    argv = sys.argv[1:]
+    command = "python -m lstmkit.ensemble"
+    run_cli(command, lambda: check_argv(argv, config_groups()))
+    run_cli(command, lambda: precheck(command, "train", argv))
     _hydra_main()
 
 
