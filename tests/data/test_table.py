@@ -219,7 +219,9 @@ def test_bad_tables_stop_with_one_line(tmp_path):
     with pytest.raises(ValueError, match="test_steps=1: must be 0 or at least horizon=2"):
         PanelDataModule(path, **kw, test_steps=1)
     bad_time = frame.assign(t=frame.t.astype(str) + "x")
-    with pytest.raises(DataFileError, match="neither numbers nor dates"):
+    with pytest.raises(
+        DataFileError, match=r"cannot be read as dates or numbers: e.g. .*time_format"
+    ):
         PanelDataModule(_write(bad_time, tmp_path / "t.csv"), **kw).setup()
     assert (tmp_path / "p.csv").read_bytes() == before  # the user's file is unchanged
 
@@ -481,3 +483,42 @@ def test_future_covariates_append_the_forecast_rows_with_their_targets_zeroed(tm
     assert pred["pred"].shape == y.shape  # original units, one forecast per series
     with pytest.raises(ValueError, match=r"future_covariates=true .* short_series=skip"):
         PanelDataModule(path, id="id", target="y", future_covariates=True, short_series="pad")
+
+
+def _dated(frame: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """``frame`` with its step numbers turned into dates written as ``fmt`` from 2022-01-10
+    (days 1-12 are ambiguous day/month pairs in 'US' and 'EU' text)."""
+    dated = frame.copy()
+    dates = pd.Timestamp("2022-01-10") + pd.to_timedelta(dated["t"] * 3, unit="D")
+    dated["t"] = dates.dt.strftime(fmt)
+    return dated
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("%Y-%m-%d", {}), ("%m/%d/%Y", {"dayfirst": False}), ("%d/%m/%Y", {"dayfirst": True}),
+     ("%d.%m.%Y", {"time_format": "%d.%m.%Y"})],
+    ids=["iso", "us", "eu", "format"],
+)  # fmt: skip
+def test_text_dates_follow_the_time_rules_of_data_csv(tmp_path, fmt, options):
+    """Shuffled rows with dates as text give the windows of the numeric time column."""
+    kw = {"id": "id", "time": "t", "target": "y", "window": 6, "horizon": 2}
+    numeric = PanelDataModule(_write(panel_frame(), tmp_path / "n.csv"), **kw)
+    dated = PanelDataModule(_write(_dated(panel_frame(), fmt), tmp_path / "d.csv"), **kw, **options)
+    numeric.setup(), dated.setup()
+    for split in ("train", "val", "test"):
+        for a, b in zip(_all(dated.splits[split]), _all(numeric.splits[split]), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_dates_that_read_two_ways_are_refused_naming_the_option(tmp_path):
+    """Monthly dates on the 5th: 03/05/2022 is March 5th or May 3rd, for every row."""
+    frame = panel_frame()
+    frame["t"] = (pd.Timestamp("2022-01-05") + pd.DateOffset(months=1) * frame["t"]).map(
+        lambda d: d.strftime("%m/%d/%Y")
+    )
+    path = _write(frame, tmp_path / "d.csv")
+    kw = {"id": "id", "time": "t", "target": "y", "window": 6}
+    with pytest.raises(DataFileError, match="dayfirst"):
+        PanelDataModule(path, **kw).setup()
+    PanelDataModule(path, **kw, dayfirst=False).setup()  # the option the message names

@@ -9,7 +9,6 @@ copying it.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,27 +94,30 @@ def _read_parquet_batches(files: list[str], columns: list[str], schema: Any) -> 
     return pd.DataFrame(out, copy=False)[columns]
 
 
-def parse_time(column: Any, name: str, source: str) -> np.ndarray:
-    """Time values as numbers or ``datetime64``: numeric columns are kept, anything else is
-    parsed with ``pandas.to_datetime`` (an unparsable value is an error naming it)."""
+def parse_time(
+    column: Any,
+    name: str,
+    source: str,
+    time_format: str | None = None,
+    dayfirst: bool | None = None,
+) -> np.ndarray:
+    """Time values as numbers or ``datetime64``: numeric and datetime columns are kept, text is
+    parsed by `lstmkit.data.timecol`'s rules (``time_format``, ``dayfirst``; a column that
+    reads two ways, or does not parse, is an error naming the option)."""
     import pandas as pd
+
+    from lstmkit.data.timecol import parse_time as parse_time_column
 
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
         values = column.to_numpy()
-    else:
-        try:
-            with warnings.catch_warnings():  # "could not infer format": parsed one by one
-                warnings.simplefilter("ignore", UserWarning)
-                values = pd.to_datetime(column).to_numpy()
-        except (ValueError, TypeError) as err:
-            raise DataFileError(
-                source,
-                f"time column {name!r} holds values that are neither numbers nor dates: {err}",
-            ) from err
-    if pd.isna(values).any():
-        row = int(np.argmax(pd.isna(values)))
-        raise DataFileError(source, f"time column {name!r} is empty at row {row}: fill it")
-    return values
+        if pd.isna(values).any():
+            row = int(np.argmax(pd.isna(values)))
+            raise DataFileError(source, f"time column {name!r} is empty at row {row}: fill it")
+        return values
+    key, dates, _ = parse_time_column(
+        column.to_numpy(), name, source, time_format=time_format, dayfirst=dayfirst
+    )
+    return key if dates is None else np.asarray(dates)
 
 
 @dataclass
@@ -148,7 +150,14 @@ def id_label(key: Any) -> str:
     return repr(key.item() if hasattr(key, "item") else key)
 
 
-def order_panel(frame: Any, ids: Sequence[str], time: str | None, source: str) -> Panel:
+def order_panel(
+    frame: Any,
+    ids: Sequence[str],
+    time: str | None,
+    source: str,
+    time_format: str | None = None,
+    dayfirst: bool | None = None,
+) -> Panel:
     """Group the rows by ``ids`` (series in sorted id order, whatever the files' row order)
     and sort each series by ``time`` (stable; without a time column rows keep the table's
     order). A time value that occurs twice within an id is an error
@@ -172,7 +181,7 @@ def order_panel(frame: Any, ids: Sequence[str], time: str | None, source: str) -
     ordered = codes is None or bool(np.all(codes[1:] >= codes[:-1]))
     if codes is not None and ordered:
         change = codes[1:] != codes[:-1]
-    t = parse_time(frame[time], time, source) if time else None
+    t = parse_time(frame[time], time, source, time_format, dayfirst) if time else None
     if ordered and t is not None:  # strictly increasing times within each id
         ok = t[1:] > t[:-1]
         ok |= change

@@ -127,6 +127,8 @@ class PanelDataModule(FileDataModule):
         id: str | Sequence[str],
         target: str | Sequence[str],
         time: str | None = None,
+        time_format: str | None = None,
+        dayfirst: bool | None = None,
         features: Sequence[str] | None = None,
         window: int = 24,
         horizon: int = 1,
@@ -151,6 +153,7 @@ class PanelDataModule(FileDataModule):
         super().__init__(**kwargs)
         self._save_hparams(locals())
         self.task = "regression"
+        self.time_format, self.dayfirst = time_format, dayfirst
         self.path, self.time = str(path), time
         self.ids = _names(id, "id")
         self.targets = _names(target, "target")
@@ -276,7 +279,7 @@ class PanelDataModule(FileDataModule):
             if not keep.all():
                 log.info("%s: dropped %d rows with a missing value", path, int((~keep).sum()))
                 frame = frame[keep]
-        panel = order_panel(frame, self.ids, self.time, path)
+        panel = order_panel(frame, self.ids, self.time, path, self.time_format, self.dayfirst)
         del frame  # the panel holds it (reordered, or the same rows)
         values = numeric_values(panel.frame, self.value_columns, path)
         panel.frame = panel.frame.drop(columns=self.value_columns)  # copied into ``values``

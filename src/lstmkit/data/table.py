@@ -73,6 +73,8 @@ class LabelTableDataModule(LabelledSequencesDataModule):
         id: str | Sequence[str],
         features: Sequence[str],
         time: str | None = None,
+        time_format: str | None = None,
+        dayfirst: bool | None = None,
         label: str | None = None,
         label_path: str | None = None,
         test_path: str | None = None,
@@ -82,6 +84,7 @@ class LabelTableDataModule(LabelledSequencesDataModule):
     ) -> None:
         super().__init__(task, standardize, **kwargs)
         self._save_hparams(locals())
+        self.time_format, self.dayfirst = time_format, dayfirst
         self.path, self.time, self.label_path = str(path), time, label_path
         self.test_path = test_path
         self.ids = _as_list(id, "id")
@@ -112,7 +115,7 @@ class LabelTableDataModule(LabelledSequencesDataModule):
             need_labels or self.label in _available_columns(path, table_columns)
         )
         frame = read_long_table(path, self._columns(has_label))
-        panel = order_panel(frame, self.ids, self.time, path)
+        panel = order_panel(frame, self.ids, self.time, path, self.time_format, self.dayfirst)
         values = numeric_values(panel.frame, self.features, path)  # (N, C)
         sequences = np.split(values, panel.offsets[1:-1])
         ids = pd.DataFrame(list(panel.keys) if len(self.ids) > 1 else {self.ids[0]: panel.keys})
