@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build that CI uses. On a CUDA machine: `make install TORCH=torch`.
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,datasets,export,launchers,sweeps,gpu
+EXTRAS ?= dev,datasets,export,launchers,sweeps,gpu,docs
 
-.PHONY: install train test lint format bench clean
+.PHONY: install train test check lint format docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The docs site into site/; --strict fails on a broken link, anchor or API reference.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python scripts/benchmark_nn.py
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
+	rm -rf $(VENV) outputs multirun site .pytest_cache .ruff_cache
