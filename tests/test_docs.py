@@ -221,3 +221,28 @@ def test_benchmark_tables_come_from_the_json():
     assert "<!--" not in page and "(32, 100, 1, 128, 1)" in page
     with pytest.raises(FileNotFoundError):
         benchmark_table("missing.json", "fwd")
+
+
+def _slug(heading: str) -> str:
+    """The anchor mkdocs (Python-Markdown's toc) gives a heading."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-")
+
+
+def test_readme_links_resolve():
+    """The README is not part of the site, so its links into docs/ are checked here."""
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert len(local) >= 10, local
+    broken = []
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        if not target.exists():
+            broken.append(link)
+        elif anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), flags=re.M)
+            if anchor not in {_slug(h) for h in headings}:
+                broken.append(link)
+    assert not broken, broken
