@@ -378,6 +378,7 @@ SUBPROCESS_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, expect", SUBPROCESS_CASES, ids=lambda v: str(v)[:40])
 def test_real_command_exits_2_with_one_line(argv, expect, user, trained, tmp_path):
     before = snapshot(user)
@@ -389,6 +390,7 @@ def test_real_command_exits_2_with_one_line(argv, expect, user, trained, tmp_pat
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_hydra_full_error_shows_the_traceback(user, tmp_path):
     proc = run_command(
         ["lstmkit-predict", f"ckpt_path={user}/corrupt.ckpt", f"input={user}/s.csv"],
