@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+# Triton reads TRITON_INTERPRET when it is first imported, and importing lstmkit.train/tasks/data
+# (Lightning) imports it: set it here, before collection imports any test module, or the Triton
+# tests in tests/nn fail whenever the whole suite runs (they pass alone). A CUDA machine runs the
+# compiled kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 from hydra.core.global_hydra import GlobalHydra
 
 from run_helpers import compose_config

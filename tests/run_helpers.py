@@ -67,3 +67,14 @@ def run_command(
     return subprocess.run(
         list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def sampled_grid(values: Sequence, ids: Sequence[str], every: int) -> list:
+    """``values`` as pytest params, all but every ``every``-th marked ``slow``: ``make check``
+    (``-m "not slow"``) runs a spread sample of a large grid, ``make test`` the whole grid."""
+    import pytest
+
+    return [
+        pytest.param(v, id=i, marks=() if k % every == 0 else pytest.mark.slow)
+        for k, (v, i) in enumerate(zip(values, ids, strict=True))
+    ]

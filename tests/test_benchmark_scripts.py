@@ -23,6 +23,7 @@ def _run(script: str, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lengths", [[], ["--lengths"]], ids=["dense", "lengths"])
 def test_benchmark_nn_writes_its_table_and_json(tmp_path, lengths):
     out = tmp_path / "nn.json"
@@ -38,6 +39,7 @@ def test_benchmark_nn_writes_its_table_and_json(tmp_path, lengths):
     assert "custom-mkl" in printed
 
 
+@pytest.mark.slow
 def test_benchmark_gemm_prints_a_row_per_shape_and_direction():
     printed = _run("benchmark_gemm.py", "--shapes", "3,8", "--calls", "2", "--rounds", "1")
     rows = [line for line in printed.splitlines() if line.split()[:2] == ["3", "8"]]

@@ -22,6 +22,7 @@ BAD_OVERRIDES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "expected"), BAD_OVERRIDES, ids=lambda v: str(v)[:40])
 def test_bad_override_ends_with_one_clear_line(tmp_path, overrides, expected):
     result = run_command(["lstmkit-train", f"paths.log_dir={tmp_path}", *overrides], tmp_path)
@@ -43,6 +44,7 @@ def test_eval_without_checkpoint_names_the_key(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_full_trace_with_hydra_full_error(tmp_path):
     result = run_command(
         ["lstmkit-train", f"paths.log_dir={tmp_path}", "data.seq_len=-5"],

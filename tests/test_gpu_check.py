@@ -22,12 +22,14 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_help_lists_the_sections():
     done = _run("--help")
     assert done.returncode == 0, done.stderr
     assert "--cpu-dry-run" in done.stdout and "table,kernels,compile,pytest,train" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_without_cuda_it_exits_2():
     done = _run()

@@ -47,6 +47,7 @@ def test_every_task_has_its_experiment_config(reproduce):
         assert "reference:" in text and "protocol:" in text and "budget:" in text, path
 
 
+@pytest.mark.slow
 def test_smoke_writes_one_table_per_task_with_plots(smoke_run, reproduce):
     out, results = smoke_run
     assert results == out / "RESULTS.md"
@@ -74,6 +75,7 @@ def test_smoke_writes_one_table_per_task_with_plots(smoke_run, reproduce):
     assert {"cudnn", "custom", "layernorm"} <= set(re.findall(r"adding_t100_(\w+?)_", markdown))
 
 
+@pytest.mark.slow
 def test_smoke_records_figures_from_the_runs(smoke_run):
     out, _ = smoke_run
     rows = json.loads((out / "results" / "results.json").read_text())

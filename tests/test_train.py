@@ -119,6 +119,7 @@ def test_sine_forecast_learns(cfg_factory):
     assert metrics["test/mse"] < metrics["baseline/mse"] / 5, metrics
 
 
+@pytest.mark.slow
 def test_research_code_api_without_hydra(tmp_path):
     """The README's Python example, with tiny sizes."""
     import lightning.pytorch as pl

@@ -238,7 +238,7 @@ class PreemptionCheckpoint(Callback):
 
     Lightning stops after the current batch by raising ``SIGTERMException`` (a ``SystemExit``
     with status 0); this callback writes the checkpoint from ``on_exception``. The checkpoint
-    is mid-epoch unless the signal came at an epoch's end; see ``docs/README_reliability.md``.
+    is mid-epoch unless the signal came at an epoch's end; see ``docs/reliability.md``.
 
     Args:
         dirpath: folder of the checkpoint (the run's ``checkpoints/``).

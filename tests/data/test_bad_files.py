@@ -78,6 +78,7 @@ def test_bad_file_gives_one_clear_error_before_training(tmp_path, case):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_the_command_prints_one_line_and_exits_2(tmp_path):
     proc = run_command(
         ["lstmkit-train", "data=csv", "data.path=missing.csv", "data.target=y", *SMALL_RUN,

@@ -132,6 +132,7 @@ def test_predict_refuses_future_covariates_with_the_reason(tmp_path):
     assert torch.is_tensor(dm.splits["train"].inputs)
 
 
+@pytest.mark.slow
 def test_consecutive_windows_line_up_their_forecasts_along_the_split(tmp_path):
     from lstmkit import plots
 

@@ -64,6 +64,7 @@ def test_drop_and_mask_on_a_series(tmp_path):
     assert not ((starts + 5) == 50).any()  # the window whose target is missing is left out
 
 
+@pytest.mark.slow
 def test_mask_trains_and_learns_with_many_gaps(tmp_path):
     seqs, y, _ = make_sequences(n=240, seed=1)
     rng = np.random.default_rng(0)

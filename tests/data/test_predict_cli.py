@@ -25,6 +25,7 @@ def _fit(cfg_factory, *overrides):
     return result["best_model_path"]
 
 
+@pytest.mark.slow
 def test_predict_on_a_held_out_series_reproduces_the_test_stage(cfg_factory, tmp_path):
     frame = write_series(tmp_path / "series.csv", n=160)
     best = _fit(
@@ -76,6 +77,7 @@ def test_predict_on_a_test_file_of_sequences_reproduces_the_test_stage(cfg_facto
     assert out["label"].tolist() == labels[60:].tolist()
 
 
+@pytest.mark.slow
 def test_predict_text_and_the_command_line(cfg_factory, tmp_path):
     texts = ["good fine nice", "bad awful", "nice good", "awful terrible bad"] * 15
     labels = ["pos", "neg", "pos", "neg"] * 15

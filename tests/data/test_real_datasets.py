@@ -43,6 +43,7 @@ def test_an_archive_name_that_needs_the_network_fails_clearly(monkeypatch):
         ArchiveDataModule("FordA").setup()
 
 
+@pytest.mark.slow
 def test_experiment_japanese_vowels_trains_and_beats_chance(cfg_factory):
     cfg = cfg_factory(
         "experiment=japanese_vowels", *SMALL_RUN, "model.encoder.hidden_size=32",

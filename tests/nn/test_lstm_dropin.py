@@ -253,6 +253,7 @@ def test_nonfinite_values_propagate_like_torch_ops(
             assert torch.equal(a.isnan(), b.isnan())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", native.runnable_variants())
 def test_every_isa_build_keeps_nan_and_inf(rebuilt_kernels, monkeypatch, tmp_path, variant):
     """Each build this CPU runs (installed, or compiled here), not only the one loaded by

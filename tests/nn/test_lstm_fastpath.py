@@ -74,6 +74,7 @@ def test_cpu_bf16_autocast_runs_and_stays_close(make, lengths):
     torch.testing.assert_close(out.float(), full, atol=3e-2, rtol=3e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [CudnnLSTM, CustomLSTM], ids=["cudnn", "custom"])
 def test_torch_compile_of_a_model_around_a_core(backend):
     """The core runs eager inside a compiled model; the model compiles and gives eager's numbers."""
@@ -130,6 +131,7 @@ def test_native_kernels_equal_torch_ops(monkeypatch, dtype, options, lengths, lo
         torch.testing.assert_close(a, b, atol=tol, rtol=tol)
 
 
+@pytest.mark.slow
 def test_native_time_loop_binds_torch_blas_on_x86_64():
     """The x86-64 wheels export MKL's gemm: the whole-loop path must be the one that runs there."""
     if native.kernels() is None or platform.machine() != "x86_64":
@@ -341,6 +343,7 @@ def test_inference_forward_equals_the_training_forward(options, lengths):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_own_gemm_built_for_avx2_equals_torch(rebuilt_kernels, monkeypatch, tmp_path):
     """The same source built for AVX2 (8-float vectors, 6-row blocks, 16-column panels) where this
     CPU also runs AVX-512: both GEMMs against torch, partial panels and row blocks included."""

@@ -53,6 +53,7 @@ def _leaf(t):
     return t.detach().clone().requires_grad_(True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("lengths", list(LENGTHS.values()), ids=list(LENGTHS))
 @pytest.mark.parametrize("variant", [*list(VARIANTS), "zoneout-eval"])
@@ -175,6 +176,7 @@ def _task(encoder: dict):
     return SequenceClassifier(encoder, num_classes=3, input_size=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "encoder",
     [{"backend": "custom", "hidden_size": 8}, {"backend": "custom", "hidden_size": 8,
@@ -201,6 +203,7 @@ def test_compile_fullgraph_of_a_task_matches_eager(encoder, lengths):
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 def test_compile_with_inductor_matches_eager():
     torch._dynamo.reset()
     model = _task({"backend": "custom", "hidden_size": 8})

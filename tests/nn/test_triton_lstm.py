@@ -26,6 +26,9 @@ pytest.importorskip("triton", reason="triton is not installed: pip install 'lstm
 from lstmkit.nn import fused, triton_lstm
 from lstmkit.nn.cell import LAYER_NORM_EPS
 
+# Triton's interpreter on CPU, ~15 s for the two modules: make test runs them, make check does not
+pytestmark = pytest.mark.slow
+
 INTERPRETED = triton_lstm.interpreted()
 GRAD_NAMES = triton_lstm.BackwardResult._fields
 # The kernels compute in float32, but store activations, outputs and the GEMMs' operands in the

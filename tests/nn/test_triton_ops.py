@@ -18,6 +18,9 @@ pytest.importorskip("triton", reason="Triton is not installed: pip install 'lstm
 from lstmkit.nn import CustomLSTM, triton_lstm, triton_ops
 from lstmkit.nn.settings import flags, settings
 
+# Triton's interpreter on CPU, ~15 s for the two modules: make test runs them, make check does not
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def through_triton(monkeypatch):

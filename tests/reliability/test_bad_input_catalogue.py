@@ -21,7 +21,7 @@ import pytest
 import torch
 from helpers_reliability import FILE_RUN, SYNTH_RUN, run_in_process, snapshot, train_tiny
 
-from run_helpers import compose_config, run_command
+from run_helpers import compose_config, run_command, sampled_grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -707,7 +707,7 @@ def _run(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
     return run_in_process(command, lambda: fn(cfg), capsys)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", sampled_grid(CASES, [c.id for c in CASES], every=4))
 def test_bad_input_one_line_exit_2_nothing_written(
     case, user, trained, tmp_path, capsys, monkeypatch
 ):

@@ -28,7 +28,7 @@ from helpers_reliability import (
     write_series,
 )
 
-from run_helpers import compose_config, run_command
+from run_helpers import compose_config, run_command, sampled_grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +271,7 @@ def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, 
     raise AssertionError(case.kind)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", sampled_grid(CASES, [c.id for c in CASES], every=4))
 def test_bad_input_stops_before_training_and_touches_nothing(case, user, trained, tmp_path, capsys):
     args = _format(case.args, user, trained, tmp_path)
     before = snapshot(user)
@@ -378,6 +378,7 @@ SUBPROCESS_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, expect", SUBPROCESS_CASES, ids=lambda v: str(v)[:40])
 def test_real_command_exits_2_with_one_line(argv, expect, user, trained, tmp_path):
     before = snapshot(user)
@@ -389,6 +390,7 @@ def test_real_command_exits_2_with_one_line(argv, expect, user, trained, tmp_pat
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_hydra_full_error_shows_the_traceback(user, tmp_path):
     proc = run_command(
         ["lstmkit-predict", f"ckpt_path={user}/corrupt.ckpt", f"input={user}/s.csv"],

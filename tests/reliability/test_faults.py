@@ -111,6 +111,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.mark.slow
 def test_sigkill_in_epoch_3_then_resume_equals_uninterrupted(uninterrupted, tmp_path):
     killed, marker = tmp_path / "killed", tmp_path / "at_epoch_3"
     proc = _start(killed, *_wait_hook(2, 3, marker), cwd=tmp_path)  # epoch 3 = index 2
@@ -135,6 +136,7 @@ def test_sigkill_in_epoch_3_then_resume_equals_uninterrupted(uninterrupted, tmp_
     assert snapshot(killed / "checkpoints") == saved  # resuming wrote into the new folder only
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(uninterrupted, tmp_path):
     preempted, marker = tmp_path / "preempted", tmp_path / "at_epoch_2"
     proc = _start(preempted, *_wait_hook(1, 2, marker), cwd=tmp_path)
@@ -159,6 +161,7 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(uninterrupted, tmp
     assert _metrics(uninterrupted)["test"] == _metrics(resumed)["test"]
 
 
+@pytest.mark.slow
 def test_sigterm_at_an_epoch_end_resumes_exactly(uninterrupted, tmp_path):
     """Preempted on an epoch's last batch, the checkpoint is an end-of-epoch one: exact."""
     preempted, marker = tmp_path / "preempted", tmp_path / "at_end"
@@ -175,6 +178,7 @@ def test_sigterm_at_an_epoch_end_resumes_exactly(uninterrupted, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_every_n_steps_and_mid_epoch_resume(uninterrupted, tmp_path):
     steps = (
         "callbacks=[default,step_checkpoint]",
@@ -209,6 +213,7 @@ def test_checkpoint_every_n_steps_and_mid_epoch_resume(uninterrupted, tmp_path):
     assert plain.returncode == 2 and "saved mid-epoch" in plain.stderr, plain.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_mid_epoch_resume_without_a_resumable_loader_continues_the_step_count(tmp_path):
     """With ``callbacks.epoch_seed.seed=null`` the loader is a plain one: Lightning resumes the
     step count, draws the rest of the epoch afresh, and warns."""
@@ -228,6 +233,7 @@ def test_mid_epoch_resume_without_a_resumable_loader_continues_the_step_count(tm
     assert (final["epoch"], final["global_step"]) == (1, 16)  # the step count continues
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_cause_and_keeps_checkpoints(tmp_path):
     run = tmp_path / "nan"
     poison = ("+callbacks.poison._target_=fault_callbacks.PoisonBatch", "+callbacks.poison.step=19")

@@ -31,6 +31,7 @@ def test_a_run_never_writes_into_a_folder_holding_a_run(finished_run, tmp_path):
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.slow
 def test_resuming_a_run_may_write_into_its_own_folder(tmp_path):
     from lstmkit.train import train
 
@@ -46,6 +47,7 @@ def test_resuming_a_run_may_write_into_its_own_folder(tmp_path):
     assert torch.load(last, weights_only=True)["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_a_requeued_slurm_job_resumes_its_own_folder(tmp_path, monkeypatch):
     """SLURM requeue reruns the same command into the same folder: it resumes, not refuses."""
     import torch

@@ -35,6 +35,7 @@ def _trained(backend: str, **encoder) -> SequenceClassifier:
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_cudnn_trained_gates_equal_the_custom_core(bidirectional):
     cudnn = _trained("cudnn", bidirectional=bidirectional)
@@ -72,6 +73,7 @@ def test_gate_summary_counts_saturation_over_valid_steps():
     assert torch.isnan(summary["forget_gate_mean"][1, 3])
 
 
+@pytest.mark.slow
 def test_save_gate_report_writes_pngs_and_json(tmp_path):
     model = _trained("cudnn")
     batch = (torch.randint(0, 9, (2, 8)), torch.zeros(2), torch.tensor([8, 5]))
@@ -89,6 +91,7 @@ def test_save_gate_report_writes_pngs_and_json(tmp_path):
     assert payload["forget_gate_mean_by_step"][1][5] is None  # past the length
 
 
+@pytest.mark.slow
 def test_callback_through_lstmkit_train(cfg_factory):
     from lstmkit.train import train
 
@@ -104,6 +107,7 @@ def test_callback_through_lstmkit_train(cfg_factory):
     }
 
 
+@pytest.mark.slow
 def test_lstmkit_inspect_on_a_finished_run(adding_run, tmp_path):
     from lstmkit.config_checks import ConfigError
     from lstmkit.inspect_gates import inspect_gates

@@ -53,6 +53,7 @@ def test_full_and_step_graphs_match_pytorch(build, backend, tmp_path):
         assert diffs["full"] < TOLERANCE and diffs["step"] < TOLERANCE, diffs
 
 
+@pytest.mark.slow
 def test_variants_export_the_step_graph_and_refuse_the_full_one(tmp_path):
     torch.manual_seed(0)
     model = _classifier("custom", encoder={"layer_norm": True, "peephole": True}).eval()

@@ -83,6 +83,7 @@ def trained_adding():
     return model.eval(), dm
 
 
+@pytest.mark.slow
 def test_clean_limit_equals_the_test_metric_and_degrades_monotonically(trained_adding):
     model, dm = trained_adding
     plain = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)

@@ -133,6 +133,7 @@ def test_real_valued_outputs():
     assert torch.isfinite(loss)
 
 
+@pytest.mark.slow
 def test_learns_two_digit_addition():
     """8 epochs on 8192 sums of two 2-digit numbers (~10 s on a 2-core CPU).
 

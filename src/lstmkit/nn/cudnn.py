@@ -19,8 +19,7 @@ class CudnnLSTM(LSTMBase, nn.LSTM):
     converter. On CUDA the recurrence runs in cuDNN.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-        device, dtype: exactly ``torch.nn.LSTM``'s.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, device, dtype: exactly ``torch.nn.LSTM``'s.
         forget_bias: added to the forget-gate slice of every ``bias_ih`` at initialisation.
         input_bias: added to the input-gate slice of every ``bias_ih`` at initialisation
             (negative: cells start closed to their input; see `apply_init_options`).

@@ -45,8 +45,7 @@ class CustomLSTM(LSTMBase):
     just work.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-        device, dtype: exactly ``torch.nn.LSTM``'s (``dropout`` acts between layers).
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, device, dtype: exactly ``torch.nn.LSTM``'s (``dropout`` acts between layers).
         layer_norm: layer normalisation (Ba et al. 2016) of the input and recurrent projections
             (gains ``layer_norm_ih_weight_l{k}``, ``layer_norm_hh_weight_l{k}``, ``(4H,)``) and
             of the cell before its ``tanh`` (``layer_norm_cell_weight_l{k}``,
