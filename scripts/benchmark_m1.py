@@ -7,8 +7,8 @@ same horizon; both forecasts are scored here by one formula (:mod:`lstmkit.forec
 MASE with the in-sample naive scale, season 1, as the archive; sMAPE as a fraction). The peer
 runs in its own virtual environment (neuralforecast pins its own torch):
 
-    python3 -m venv /work/venvs/nf && /work/venvs/nf/bin/pip install neuralforecast
-    python scripts/benchmark_m1.py --peer-python /work/venvs/nf/bin/python --seeds 42,43,44
+    python3 -m venv .venv-nf && .venv-nf/bin/pip install neuralforecast
+    python scripts/benchmark_m1.py --peer-python .venv-nf/bin/python --seeds 42,43,44
 
 neuralforecast's ``LSTM`` runs with its defaults (2 x 128 LSTM, MLP decoder, MAE loss, robust
 scaling, 1000 steps, input 3 x horizon) and ``start_padding_enabled=True`` so that the short
@@ -125,7 +125,7 @@ def run_lstmkit(seed: int, run_dir: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--peer-python", default="/work/venvs/nf/bin/python",
+    parser.add_argument("--peer-python", default=".venv-nf/bin/python",
                         help="a Python with neuralforecast; '' skips the peer")  # fmt: skip
     parser.add_argument("--peer-input-size", type=int, default=-1)
     parser.add_argument("--peer", help=argparse.SUPPRESS)
