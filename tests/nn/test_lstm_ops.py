@@ -240,3 +240,24 @@ def test_auto_compiles_whatever_engine_it_would_pick_eagerly(monkeypatch):
     torch.testing.assert_close(model(x), eager)  # torch.nn.LSTM's code, eagerly
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(x), eager)
+
+
+@pytest.mark.parametrize("jvp", ["forward_ad", "torch.func.jvp"])
+def test_forward_mode_ad_matches_finite_differences(jvp):
+    """Forward-mode AD (which torch.nn.LSTM's CPU kernel lacks) through the composite layer."""
+    import torch.autograd.forward_ad as fwad
+
+    model = _model("layer_norm")
+    x, tangent = (
+        torch.randn(4, 2, 3, dtype=torch.float64),
+        torch.randn(4, 2, 3, dtype=torch.float64),
+    )
+    if jvp == "forward_ad":
+        with fwad.dual_level():
+            out, _ = model(fwad.make_dual(x, tangent))
+            got = fwad.unpack_dual(out).tangent
+    else:
+        _, got = torch.func.jvp(lambda z: model(z)[0], (x,), (tangent,))
+    eps = 1e-6
+    expected = (model(x + eps * tangent)[0] - model(x - eps * tangent)[0]) / (2 * eps)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)

@@ -266,15 +266,22 @@ def _differentiable_backward(
 lstm_layer.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _needs_composite() -> bool:
+    """A torch.func transform, or forward-mode AD (``torch.autograd.forward_ad.dual_level``):
+    the composite layer has their rules, the hand-written backward has none."""
+    return functorch_active() or torch.autograd.forward_ad._current_level >= 0
+
+
 def run_layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction: ``output (T, B, P)``, ``h_n (B, P)``, ``c_n (B, H)``.
 
     Through the custom op when traced (on CUDA the Triton one where it covers the call:
     `lstmkit.nn.triton_ops`), through its implementation and autograd formula directly in
-    eager mode (`_EagerLayer`), and through the composite layer under a torch.func transform
-    or for an empty batch, where it gives the same numbers with every transform's rules.
+    eager mode (`_EagerLayer`), and through the composite layer under a torch.func transform,
+    in forward-mode AD or for an empty batch, where it gives the same numbers with every
+    transform's rules.
     """
-    if inputs.xp.shape[1] == 0 or (not torch.compiler.is_compiling() and functorch_active()):
+    if inputs.xp.shape[1] == 0 or (not torch.compiler.is_compiling() and _needs_composite()):
         return composite.layer(inputs)
     tensors = [t for t in inputs if isinstance(t, Tensor)]
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
