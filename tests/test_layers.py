@@ -11,7 +11,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lstmkit"
 # Helpers with no lstmkit imports of their own, which every layer may use.
-HELPERS = ("lstmkit._validation", "lstmkit._errors", "lstmkit._logging", "lstmkit.forecast_metrics")
+HELPERS = (
+    "lstmkit._validation",
+    "lstmkit._errors",
+    "lstmkit._logging",
+    "lstmkit._backend_names",
+    "lstmkit.forecast_metrics",
+)
 # Run infrastructure the commands share; research builds on some of it.
 INFRASTRUCTURE = ("lstmkit.checkpoints", "lstmkit.runs", "lstmkit.config_checks", "lstmkit.plots")
 # What each layer may import from lstmkit: itself, the layers below it, the helpers.

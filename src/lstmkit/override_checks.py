@@ -258,7 +258,7 @@ def check_composed(cfg: Any, command: str) -> None:
 
 
 def _backend_names() -> tuple[str, ...]:
-    from lstmkit.nn import BACKEND_NAMES
+    from lstmkit._backend_names import BACKEND_NAMES  # torch-free: answers before torch loads
 
     return tuple(BACKEND_NAMES)
 

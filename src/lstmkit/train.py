@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: a bad value, before anything is trained.
     """
     from lstmkit import runs
-    from lstmkit.nn import BACKEND_NAMES
+    from lstmkit._backend_names import BACKEND_NAMES
 
     check_config(cfg, backends=BACKEND_NAMES)
     _check_files(cfg)

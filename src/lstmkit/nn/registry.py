@@ -6,12 +6,15 @@ from collections.abc import Callable
 
 from torch import nn
 
+from lstmkit._backend_names import BACKEND_NAMES
+
 from .auto import AutoLSTM
 from .cudnn import CudnnLSTM
 from .custom import CustomLSTM
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {"custom": CustomLSTM, "cudnn": CudnnLSTM}
-BACKEND_NAMES = ("auto", *BACKENDS)
+if set(BACKEND_NAMES) != {"auto", *BACKENDS}:
+    raise ImportError(f"lstmkit._backend_names lists {BACKEND_NAMES}, the registry {[*BACKENDS]}")
 
 # Options only the custom backend can honour, with the value that means "off".
 CUSTOM_ONLY_OPTIONS = {
