@@ -36,7 +36,6 @@ from .fused import (
 
 _INPUT_NAMES = LayerInputs._fields
 _SAVED_NAMES = SavedBuffers._fields
-_TENSOR_INPUTS = tuple(n for n in _INPUT_NAMES if n not in ("zoneout_h_rate", "zoneout_c_rate"))
 _T = Tensor
 ForwardResult = tuple[_T, _T, _T, _T, _T, _T, _T, _T, _T, _T, _T, _T]
 BackwardResult = tuple[_T, _T, _T, _T, _T, _T, _T, _T, _T, _T, _T]
@@ -176,25 +175,36 @@ def _lstm_layer_backward_fake(*args) -> BackwardResult:
     )  # fmt: skip
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def save_inputs(ctx, names: tuple[str, ...], inputs, extra: tuple[Tensor, ...]) -> None:
+    """``setup_context`` of an LSTM-layer operator whose arguments are ``names`` then ``keep``:
+    unused outputs get no materialised gradient, the saved buffers (``output[3:]``) none at
+    all; the present tensor inputs and ``extra`` are saved, the zoneout rates kept."""
+    named = dict(zip((*names, "keep"), inputs, strict=True))
     ctx.set_materialize_grads(False)
-    ctx.mark_non_differentiable(*output[3:])
-    named = dict(zip((*_INPUT_NAMES, "keep"), inputs, strict=True))
     ctx.rates = (named["zoneout_h_rate"], named["zoneout_c_rate"])
-    ctx.present = tuple(named[name] is not None for name in _TENSOR_INPUTS)
-    present = [named[name] for name in _TENSOR_INPUTS if named[name] is not None]
-    ctx.save_for_backward(*present, output[0], *output[3:])
+    tensor_names = [n for n in names if n not in ("zoneout_h_rate", "zoneout_c_rate")]
+    ctx.present = tuple(named[n] is not None for n in tensor_names)
+    ctx.save_for_backward(*(named[n] for n in tensor_names if named[n] is not None), *extra)
+
+
+def saved_inputs(ctx, names: tuple[str, ...]) -> tuple[dict, list[Tensor]]:
+    """What `save_inputs` kept: ``({name: input}, [the extra tensors])``."""
+    tensors = list(ctx.saved_tensors)
+    tensor_names = [n for n in names if n not in ("zoneout_h_rate", "zoneout_c_rate")]
+    named = {n: tensors.pop(0) if present else None
+             for n, present in zip(tensor_names, ctx.present, strict=True)}  # fmt: skip
+    named["zoneout_h_rate"], named["zoneout_c_rate"] = ctx.rates
+    return named, tensors
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.mark_non_differentiable(*output[3:])
+    save_inputs(ctx, _INPUT_NAMES, inputs, (output[0], *output[3:]))
 
 
 def _saved(ctx) -> tuple[LayerInputs, Tensor, tuple[Tensor, ...]]:
-    tensors = iter(ctx.saved_tensors)
-    named = {
-        name: next(tensors) if present else None
-        for name, present in zip(_TENSOR_INPUTS, ctx.present, strict=True)
-    }
-    named["zoneout_h_rate"], named["zoneout_c_rate"] = ctx.rates
-    output = next(tensors)
-    return LayerInputs(**named), output, tuple(tensors)
+    named, (output, *saved) = saved_inputs(ctx, _INPUT_NAMES)
+    return LayerInputs(**named), output, tuple(saved)
 
 
 def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers, through_op: bool = True):

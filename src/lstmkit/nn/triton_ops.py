@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import triton_lstm
+from . import ops, triton_lstm  # ops: its autograd helpers, read at call time (it imports us)
 from .cell import LAYER_NORM_EPS
 from .fused import LayerInputs
 from .settings import settings
@@ -157,23 +157,12 @@ def _backward_fake(*args):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(*output[3:])
-    named = dict(zip((*_INPUTS, "keep"), inputs, strict=True))
-    ctx.rates = (named["zoneout_h_rate"], named["zoneout_c_rate"])
-    tensor_names = [n for n in _INPUTS if n not in ("zoneout_h_rate", "zoneout_c_rate")]
-    ctx.present = tuple(named[n] is not None for n in tensor_names)
-    ctx.save_for_backward(*(named[n] for n in tensor_names if named[n] is not None), *output[3:])
+    ops.save_inputs(ctx, _INPUTS, inputs, output[3:])
 
 
 def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers):
-    from .ops import _differentiable_backward
-
-    tensors = list(ctx.saved_tensors)
-    tensor_names = [n for n in _INPUTS if n not in ("zoneout_h_rate", "zoneout_c_rate")]
-    named = {n: tensors.pop(0) if present else None
-             for n, present in zip(tensor_names, ctx.present, strict=True)}  # fmt: skip
-    named["zoneout_h_rate"], named["zoneout_c_rate"] = ctx.rates
+    named, tensors = ops.saved_inputs(ctx, _INPUTS)
     index = {name: i for i, name in enumerate(_INPUTS)}
     needs = [ctx.needs_input_grad[index[n]] for n in _GRADIENTS]
     result = [None] * (len(_INPUTS) + 1)
@@ -182,7 +171,7 @@ def _backward(ctx, grad_out, grad_h_n, grad_c_n, *_buffers):
     if torch.is_grad_enabled():  # double backward: through the differentiable composite layer
         inputs = LayerInputs(**named)
         wanted = [n in _GRADIENTS and needs[_GRADIENTS.index(n)] for n in LayerInputs._fields[:11]]
-        grads = _differentiable_backward(inputs, (grad_out, grad_h_n, grad_c_n), wanted)
+        grads = ops._differentiable_backward(inputs, (grad_out, grad_h_n, grad_c_n), wanted)
         by_name = dict(zip(LayerInputs._fields[:11], grads, strict=False))
     else:
         xp = named["xp"]
