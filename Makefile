@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 train: install
-	$(BIN)/lstmkit-train
+	$(BIN)/lstmkit-train experiment=adding
 
 # The full suite, what CI runs: lint, format, types, every test (slow ones included).
 test: install

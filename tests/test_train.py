@@ -136,3 +136,42 @@ def test_research_code_api_without_hydra(tmp_path):
     trainer.fit(model, data)
     (result,) = trainer.test(model, data, verbose=False)
     assert set(result) == {"test/loss", "test/acc", "test/f1", "test/auroc"}
+
+
+# ----------------------------------------------------------------- the budget from the data
+def test_auto_patience_counts_optimizer_steps_in_epochs():
+    from lstmkit.runs import auto_patience
+
+    # 300 steps of patience, within 10..50 epochs; the plateau scheduler gets a third
+    assert [auto_patience(b) for b in (1, 2, 6, 10, 32, 1000)] == [
+        (50, 16), (50, 16), (50, 16), (30, 10), (10, 3), (10, 3)
+    ]  # fmt: skip
+
+
+def test_patience_auto_is_resolved_from_the_training_split(cfg_factory, tmp_path):
+    """64 training sequences in batches of 16: 4 batches an epoch -> ceil(300 / 4) = 75,
+    capped at 50 epochs; the plateau scheduler 16. The run's config.yaml records both."""
+    from omegaconf import OmegaConf
+
+    cfg = cfg_factory("data=waveform", "model=classifier")
+    assert cfg.callbacks.early_stopping.patience == "auto"
+    assert cfg.model.scheduler.patience == "auto"
+    train(cfg)
+    saved = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    assert saved.callbacks.early_stopping.patience == 50
+    assert saved.model.scheduler.patience == 16
+
+
+def test_without_validation_the_default_scheduler_is_left_out(cfg_factory, tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    series = tmp_path / "s.csv"
+    series.write_text("y\n" + "\n".join(str(i % 7) for i in range(80)) + "\n")
+    cfg = cfg_factory("data=csv", "model=regressor", f"data.path={series}", "data.target=y",
+                      "data.val_fraction=0", "trainer=cpu", "trainer.max_epochs=1",
+                      "model.encoder.hidden_size=8", "~callbacks.rich_progress_bar",
+                      shrink=False)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        train(cfg)
+    assert OmegaConf.load(tmp_path / "run" / "config.yaml").model.scheduler is None
+    assert "runs trainer.max_epochs=1 epochs" in caplog.text

@@ -34,10 +34,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE_INTS = {
     "hidden_size", "num_layers", "batch_size", "num_train", "num_val", "num_test", "seq_len",
     "window", "horizon", "embedding_dim", "num_symbols", "copy_len", "delay", "num_channels",
-    "num_components", "min_len", "max_len", "max_step", "num_threads",
+    "num_components", "min_len", "max_len", "max_step", "num_threads", "season",
 }  # fmt: skip
 #: ... integers >= 0 ...
 NON_NEGATIVE_INTS = {"proj_size", "head_hidden_size", "num_workers", "max_start", "seed"}
+#: Keys of the above that may also be ``auto`` (the value then comes from the data).
+AUTO_VALUES = {"window", "season", "residual", "relative_inputs"}
 #: ... and probabilities in [0, 1).
 PROBABILITIES = {"dropout", "recurrent_dropout", "label_smoothing"}
 #: Keys (last name part, under ``data`` and ``model``) that must be true or false.
@@ -98,7 +100,7 @@ def check_config(cfg: Any, backends: Sequence[str] = ()) -> None:
 
 def _check_value(key: str, value: Any) -> None:
     name = key.rsplit(".", 1)[-1]
-    if value is None:
+    if value is None or (value == "auto" and name in AUTO_VALUES):
         return
     if name in POSITIVE_INTS | NON_NEGATIVE_INTS:
         minimum = 1 if name in POSITIVE_INTS else 0

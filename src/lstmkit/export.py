@@ -38,18 +38,21 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"format={cfg.format!r} is not allowed: choose one of {', '.join(FORMATS)}"
         )
-    graphs = [cfg.graphs] if isinstance(cfg.graphs, str) else list(cfg.graphs)
+    chosen = cfg.get("graphs")  # null: every graph that computes the model exactly
+    graphs = None if chosen is None else [chosen] if isinstance(chosen, str) else list(chosen)
     out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_folder(cfg.ckpt_path) / "export"
     with runs.torch_threads(cfg.get("num_threads")):
         from lstmkit.checkpoints import load_task
         from lstmkit.research.onnx_export import GRAPHS, ExportError, check_onnx, export_onnx
 
-        bad = [g for g in graphs if g not in GRAPHS]
-        if bad or not graphs:
+        bad = graphs is not None and [g for g in graphs if g not in GRAPHS]
+        if bad or graphs == []:
             raise ConfigError(f"graphs={graphs} is not allowed: choose from {', '.join(GRAPHS)}")
         model = load_task(cfg.ckpt_path)
         try:
-            files = export_onnx(model, out_dir, tuple(graphs), overwrite=bool(cfg.overwrite))
+            files = export_onnx(
+                model, out_dir, None if graphs is None else tuple(graphs), bool(cfg.overwrite)
+            )
         except (ExportError, ImportError) as err:
             raise ConfigError(str(err)) from err
         diffs = {}

@@ -313,6 +313,11 @@ def check_signature(key: str, node: Any) -> None:
         _check_type(f"{key}.{name}", node._get_node(name), params[name])
 
 
+#: Arguments whose value ``auto`` the run replaces from the data before anything is built
+#: (``lstmkit.runs.resolve_auto_patience``): early stopping's and the plateau scheduler's.
+AUTO_ARGUMENTS = ("patience",)
+
+
 def _check_type(key: str, child: Any, param: inspect.Parameter) -> None:
     from omegaconf import ValueNode
 
@@ -320,6 +325,8 @@ def _check_type(key: str, child: Any, param: inspect.Parameter) -> None:
         return
     value = child._value()
     if value is None or (isinstance(value, str) and value == "???"):
+        return
+    if value == "auto" and param.name in AUTO_ARGUMENTS:
         return
     expected = _expected_type(param)
     if expected is None:
@@ -340,7 +347,9 @@ def _expected_type(param: inspect.Parameter) -> type | None:
         if isinstance(default, bool):
             return bool
         if isinstance(default, int | float):
-            return float if isinstance(default, float) else int
+            # an int default of a float argument (ReduceLROnPlateau's min_lr=0) takes floats
+            takes_float = isinstance(default, float) or "float" in str(param.annotation)
+            return float if takes_float else int
         return None
     import typing
 

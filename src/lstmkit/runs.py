@@ -114,6 +114,55 @@ def check_forecast_rows(target: str, datamodule: LightningDataModule, data_name:
         )
 
 
+#: ``patience: auto``: early stopping waits this many optimizer steps without a better
+#: ``val/loss``, counted in epochs and kept within PATIENCE_EPOCHS. Few batches an epoch (a small
+#: dataset) means many epochs of patience; a large dataset stops after 10 flat epochs.
+PATIENCE_STEPS = 300
+PATIENCE_EPOCHS = (10, 50)
+#: the plateau scheduler's ``patience: auto``: this fraction of the early-stopping patience,
+#: so the learning rate is halved about twice before training stops
+LR_PATIENCE_FRACTION = 1 / 3
+
+
+def auto_patience(batches_per_epoch: int) -> tuple[int, int]:
+    """``(early-stopping patience, learning-rate plateau patience)`` in epochs for a training
+    split of ``batches_per_epoch`` batches (the rule of ``patience: auto``).
+
+    >>> auto_patience(32), auto_patience(2)
+    ((10, 3), (50, 16))
+    """
+    low, high = PATIENCE_EPOCHS
+    stop = min(high, max(low, math.ceil(PATIENCE_STEPS / max(1, batches_per_epoch))))
+    return stop, max(2, int(stop * LR_PATIENCE_FRACTION))
+
+
+def resolve_auto_patience(cfg: DictConfig, datamodule: LightningDataModule) -> None:
+    """Replace ``patience: auto`` in the early-stopping callbacks and the plateau scheduler
+    (``model.scheduler``) by :func:`auto_patience` of the training split, in place: the run's
+    ``config.yaml`` records the values used."""
+    nodes = [
+        (f"callbacks.{name}", node, 0)
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if isinstance(node, DictConfig) and node.get("patience") == "auto"
+    ]
+    scheduler = OmegaConf.select(cfg, "model.scheduler")
+    if isinstance(scheduler, DictConfig) and scheduler.get("patience") == "auto":
+        nodes.append(("model.scheduler", scheduler, 1))
+    if not nodes:
+        return
+    batches = len(datamodule.train_dataloader())
+    values = auto_patience(batches)
+    for key, node, which in nodes:
+        with open_dict(node):
+            node.patience = values[which]
+        log.info(
+            "%s.patience=auto: %d epochs (%d training batches an epoch)",
+            key,
+            values[which],
+            batches,
+        )
+
+
 def has_validation(datamodule: LightningDataModule) -> bool:
     """Whether the datamodule has a validation split (``val_fraction=0`` gives none)."""
     splits = getattr(datamodule, "splits", None)
@@ -182,15 +231,35 @@ def adapt_callbacks(
     return cfg
 
 
-def check_no_validation(cfg: DictConfig, validation: bool) -> None:
-    """A scheduler stepped on ``val/loss`` (ReduceLROnPlateau) needs a validation split."""
+def adapt_to_no_validation(cfg: DictConfig, validation: bool, chosen: bool = False) -> None:
+    """Without a validation split nothing reacts to ``val/loss``. A plateau scheduler
+    (ReduceLROnPlateau) the user chose (``chosen``) is refused; the default one is left out,
+    in place. The run then trains ``trainer.max_epochs`` epochs, which a warning states (early
+    stopping is left out by :func:`adapt_callbacks`).
+
+    Raises:
+        ConfigError: ``chosen`` and the scheduler steps on ``val/loss``.
+    """
     if validation:
         return
     target = str(OmegaConf.select(cfg, "model.scheduler._target_", default="") or "")
     if target.endswith("ReduceLROnPlateau"):
-        raise ConfigError(
-            "model.scheduler=plateau steps on val/loss, but data.val_fraction=0 leaves no "
-            "validation split: set data.val_fraction > 0, or model.scheduler=cosine or null"
+        if chosen:
+            raise ConfigError(
+                "model.scheduler=plateau steps on val/loss, but data.val_fraction=0 leaves no "
+                "validation split: set data.val_fraction > 0, or model.scheduler=cosine or null"
+            )
+        log.info(
+            "No validation split: model.scheduler (ReduceLROnPlateau on val/loss) left out; "
+            "the learning rate stays fixed (model.scheduler=cosine decays it by epoch)"
+        )
+        with open_dict(cfg):
+            cfg.model.scheduler = None
+    if cfg.get("train", True):
+        log.warning(
+            "No validation split (data.val_fraction=0): nothing stops training early, so it "
+            "runs trainer.max_epochs=%s epochs; set trainer.max_epochs to the budget you want",
+            OmegaConf.select(cfg, "trainer.max_epochs", default=None),
         )
 
 
@@ -216,6 +285,14 @@ def check_resume_fits(
                 f"model built for this config and data has {tuple(own[name].shape)}: resume "
                 "with the run's own model and data settings, or start a new run"
             )
+
+
+def restore_best(model: LightningModule, path: str) -> None:
+    """Load the weights of the best checkpoint (``path``) into ``model`` after fitting."""
+    from lstmkit.checkpoints import load_checkpoint
+
+    model.load_state_dict(load_checkpoint(path)["state_dict"])
+    log.info("Restored the best checkpoint's weights: %s", path)
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:

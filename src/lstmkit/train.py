@@ -65,14 +65,15 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     runs.check_fit(kind, datamodule, _choice("model"), _choice("data"))
     runs.check_forecast_rows(cfg.model._target_, datamodule, _choice("data"))
     data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
+    validation = runs.has_validation(datamodule)
+    runs.adapt_to_no_validation(cfg, validation, chosen=_overridden("model/scheduler"))
+    runs.resolve_auto_patience(cfg, datamodule)  # patience: auto, from the training split
     log.info("Instantiating model <%s> with %s from the data", cfg.model._target_, data_kwargs)
     model = instantiate_checked(cfg.model, "model", **data_kwargs)
     from lstmkit.tasks.tbptt import hand_over_gradient_clipping
 
     hand_over_gradient_clipping(model, cfg.trainer)  # tbptt_steps: the task clips itself
 
-    validation = runs.has_validation(datamodule)
-    runs.check_no_validation(cfg, validation)
     if cfg.get("ckpt_path") and cfg.get("train", True):
         checkpoint = load_checkpoint(cfg.ckpt_path)
         runs.check_resume_fits(str(cfg.ckpt_path), checkpoint, model, data_kwargs)
@@ -92,9 +93,11 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                 weights_only=True,  # untrusted checkpoints: see lstmkit.checkpoints
             )
     fit_metrics = runs.tensor_metrics(trainer.callback_metrics)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("train", True) and best:
+        runs.restore_best(model, best)  # plots, predictions and the returned model: the best
 
     test_metrics: dict[str, float] = {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not cfg.get("train", True) and cfg.get("ckpt_path"):
         best = str(cfg.ckpt_path)  # test only: the given checkpoint
     if cfg.get("test", True):
@@ -160,6 +163,16 @@ def _check_files(cfg: DictConfig) -> None:
     if ckpt_path:
         epoch_seed = OmegaConf.select(cfg, "callbacks.epoch_seed.seed", default=None)
         check_resume(ckpt_path, str(cfg.model._target_), resumable_loader=epoch_seed is not None)
+
+
+def _overridden(group: str) -> bool:
+    """Whether the command line chose ``group`` (``model/scheduler=plateau``), not a default."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    overrides = HydraConfig.get().overrides.task
+    return any(o.lstrip("+~").split("=", 1)[0] == group for o in overrides)
 
 
 def _choice(group: str) -> str:

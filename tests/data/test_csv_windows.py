@@ -108,7 +108,7 @@ def test_baseline_and_sizes(tmp_path):
     dm = CSVDataModule(str(tmp_path / "s.csv"), target=["y", "x1"], window=4, horizon=2)
     kwargs = dm.model_kwargs()
     assert kwargs["input_size"] == 2 and kwargs["output_size"] == 2 and kwargs["horizon"] == 2
-    assert set(dm.trivial_baseline()) == {"test/mse", "test/mae"}
+    assert set(dm.trivial_baseline()) == {"test/mse", "test/mae", "test/mase"}
     x, y, _ = next(iter(dm.train_dataloader()))
     assert x.shape[1:] == (4, 2) and y.shape[1:] == (2, 2)
     assert pd.api.types.is_float_dtype(pd.Series(kwargs["target_mean"]))

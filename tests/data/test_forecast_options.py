@@ -53,22 +53,28 @@ def test_log_targets_are_standardised_logs_and_predictions_come_back_in_units(tm
     np.testing.assert_allclose(x[0, :, 1], (np.arange(3) - 5.5) / np.arange(12).std(), rtol=1e-5)
     np.testing.assert_allclose(target[0], [(np.log(y[3]) - mean) / std], rtol=1e-5)
     # the task inverts: exp(z * std + mean); metrics and predict_step in original units
-    model = _constant_head(SequenceRegressor(ENCODER, **kwargs), [0.5])
+    levels = {"residual": False, "relative_inputs": False}  # the head alone: hand-computable
+    model = _constant_head(SequenceRegressor(ENCODER, **kwargs, **levels), [0.5])
     pred = math.exp(0.5 * std + mean)
     out = model.predict_step((x, target, torch.tensor([3])))
     assert out["pred"].item() == pytest.approx(pred, rel=1e-5)
     assert out["target"].item() == pytest.approx(y[3], rel=1e-5)
-    preds, truth = model.metric_inputs(model(x), target, None)
+    inputs = model.metric_inputs(model(x), target, None)  # keywords: MASE needs windows
+    preds, truth = inputs["preds"], inputs["target"]
     assert preds.item() == pytest.approx(pred, rel=1e-5)
     assert truth.item() == pytest.approx(y[3], rel=1e-5)
-    # the baseline (training-target mean) and the test metrics are in original units
+    # the baseline (the naive forecast: numeric time, no season) and the test metrics are in
+    # original units; MASE divides by the training rows' mean absolute step
     test_y = y[16:]
-    baseline_mae = np.abs(test_y - y[:12].mean()).mean()
+    baseline_mae = np.abs(test_y - y[15:19]).mean()
     assert dm.trivial_baseline()["test/mae"] == pytest.approx(baseline_mae, rel=1e-5)
+    scale = np.abs(np.diff(y[:12])).mean()
+    assert dm.trivial_baseline()["test/mase"] == pytest.approx(baseline_mae / scale, rel=1e-5)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
     assert metrics["test/mape"] == pytest.approx(np.mean(np.abs(pred - test_y) / test_y), rel=1e-4)
     assert metrics["test/mae"] == pytest.approx(np.mean(np.abs(pred - test_y)), rel=1e-4)
+    assert metrics["test/mase"] == pytest.approx(np.mean(np.abs(pred - test_y)) / scale, rel=1e-4)
 
 
 def test_log_targets_of_a_new_file_keep_their_units(tmp_path):
@@ -132,7 +138,9 @@ def test_relative_inputs_make_the_forecast_follow_the_level():
     shifted[..., 0] += 7.0
     with torch.no_grad():
         torch.testing.assert_close(model(shifted, lengths), model(x, lengths) + 7.0)
-        plain = SequenceRegressor(ENCODER, input_size=2, target_channels=[0], residual=True)
+        plain = SequenceRegressor(
+            ENCODER, input_size=2, target_channels=[0], residual=True, relative_inputs=False
+        )
         plain.load_state_dict(model.state_dict())
         assert not torch.allclose(plain.eval()(shifted, lengths), plain(x, lengths) + 7.0)
 
@@ -182,3 +190,66 @@ def test_a_reloaded_checkpoint_keeps_log_and_residual(tmp_path):
     assert saved["datamodule_hyper_parameters"]["log_target"] is True
     rebuilt = CSVDataModule(**saved["datamodule_hyper_parameters"])
     assert rebuilt.model_kwargs()["log_target"] is True
+
+
+# ----------------------------------------------------------------- defaults from the data
+def test_seasonal_period_from_the_spacing_of_the_dates():
+    from lstmkit.data.timecol import seasonal_period
+
+    def dates(freq, n=30):
+        return pd.date_range("2021-01-01", periods=n, freq=freq)
+
+    expected = {"h": 24, "D": 7, "W": 52, "MS": 12, "ME": 12, "QS": 4, "YS": 1, "17min": 1}
+    assert {freq: seasonal_period(dates(freq)) for freq in expected} == expected
+    assert seasonal_period(None) == 1 and seasonal_period(dates("MS", n=1)) == 1
+
+
+def test_seasonal_naive_baseline_and_mase_scale_by_hand(tmp_path):
+    """Monthly dates give m=12: the forecast of row t+h repeats row t+h-12 (h < 12), and MASE
+    divides by the training rows' mean |y_t - y_(t-12)|."""
+    n = 60
+    y = 100 + np.arange(n) + 10 * np.sin(2 * np.pi * np.arange(n) / 12) + (np.arange(n) % 5)
+    dates = pd.date_range("2010-01-01", periods=n, freq="MS").strftime("%Y-%m-%d")
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"date": dates, "y": y}).to_csv(path, index=False)
+    dm = CSVDataModule(str(path), target="y", time="date", window=6, horizon=2)
+    kwargs = dm.model_kwargs()
+    n_train, n_val = n - 9 - 9, 9  # split_counts(60, 0.15, 0.15)
+    scale = np.abs(y[12:n_train] - y[: n_train - 12]).mean()
+    assert kwargs["mase_scale"] == pytest.approx([scale])
+    first = n_train + n_val  # the first test window's first target row
+    rows = np.arange(first, n - 1)  # windows whose 2 targets lie in the test rows
+    err = np.concatenate([y[rows] - y[rows - 12], y[rows + 1] - y[rows + 1 - 12]])
+    baseline = dm.trivial_baseline()
+    assert baseline["test/mae"] == pytest.approx(np.abs(err).mean(), rel=1e-6)
+    assert baseline["test/mse"] == pytest.approx((err**2).mean(), rel=1e-6)
+    assert baseline["test/mase"] == pytest.approx(np.abs(err).mean() / scale, rel=1e-6)
+    assert dm.baseline_description.startswith("seasonal naive (m=12)")
+    numeric = CSVDataModule(str(path), target="y", window=6, horizon=2, season=1)
+    numeric.setup()
+    assert numeric.baseline_description.startswith("naive")
+
+
+def test_auto_window_fits_a_short_series(tmp_path):
+    from lstmkit.data.timeseries import auto_window
+
+    assert auto_window(100, 1) == 24 and auto_window(26, 1) == 13 and auto_window(3, 1) == 2
+    path = _write(tmp_path / "short.csv", np.linspace(1.0, 36.0, 36))
+    dm = CSVDataModule(path, target="y", time="time")
+    assert dm.window == "auto"
+    dm.setup()
+    assert dm.window == 13 and dm.state_dict()["window"] == 13  # 26 training rows
+    assert dm.splits["train"][0][0].shape == (13, 1)
+    with pytest.raises(TypeError, match="window='wide': must be an integer"):
+        CSVDataModule(path, target="y", window="wide")
+
+
+def test_residual_and_relative_inputs_default_to_on_for_forecasts_only():
+    forecast = SequenceRegressor(ENCODER, input_size=2, target_channels=[0])
+    assert forecast.residual and forecast.relative_inputs
+    plain = SequenceRegressor(ENCODER, input_size=2)  # no past targets among the inputs
+    assert not plain.residual and not plain.relative_inputs
+    chunked = SequenceRegressor(ENCODER, input_size=2, target_channels=[0], tbptt_steps=4)
+    assert not chunked.residual and not chunked.relative_inputs
+    with pytest.raises(ValueError, match="residual='yes': must be true, false or 'auto'"):
+        SequenceRegressor(ENCODER, input_size=2, target_channels=[0], residual="yes")

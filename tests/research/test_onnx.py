@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
@@ -58,7 +59,8 @@ def test_variants_export_the_step_graph_and_refuse_the_full_one(tmp_path):
     torch.manual_seed(0)
     model = _classifier("custom", encoder={"layer_norm": True, "peephole": True}).eval()
     with pytest.raises(ExportError, match=r"model\.encoder\.layer_norm: .*ONNX LSTM operator"):
-        export_onnx(model, tmp_path / "both")
+        export_onnx(model, tmp_path / "both", graphs=("full", "step"))
+    assert set(export_onnx(model, tmp_path / "possible")) == {"step"}  # every graph it can
     paths = export_onnx(model, tmp_path / "step", graphs=("step",))
     assert check_onnx(model, paths)["step"] < TOLERANCE
     zoneout = _classifier("custom", encoder={"zoneout": 0.2}).eval()
@@ -79,12 +81,34 @@ def test_what_cannot_stream_is_refused_with_the_reason(tmp_path):
     seq2seq = Seq2SeqLSTM({"hidden_size": 8}, vocab_size=5, num_classes=5)
     with pytest.raises(ExportError, match="encoder-decoder"):
         export_onnx(seq2seq, tmp_path / "s")
-    for option in ("residual", "relative_inputs"):
+    for option in ("residual", "relative_inputs"):  # the full graph computes them exactly
+        flags = {"residual": option == "residual", "relative_inputs": option != "residual"}
         forecaster = SequenceRegressor(
-            {"hidden_size": 8}, input_size=2, target_channels=[0], **{option: True}
+            {"hidden_size": 8}, input_size=2, target_channels=[0], horizon=2, **flags
         )
-        with pytest.raises(ExportError, match=f"model.{option}=true"):
-            export_onnx(forecaster, tmp_path / option)
+        with pytest.raises(ExportError, match=f"model.{option}: each step's output"):
+            export_onnx(forecaster, tmp_path / option, graphs=("step",))
+        paths = export_onnx(forecaster, tmp_path / option)  # every graph it can: the full one
+        assert set(paths) == {"full"}
+        assert check_onnx(forecaster, paths)["full"] < TOLERANCE
+
+
+def test_a_default_forecaster_exports_its_level_options(tmp_path):
+    """Residual forecasts from level-free inputs (the defaults for forecasting data): the full
+    graph adds the last value back, and shifting the target channel shifts the output."""
+    model = SequenceRegressor({"hidden_size": 8}, input_size=3, target_channels=[1]).eval()
+    assert model.residual and model.relative_inputs
+    paths = export_onnx(model, tmp_path)
+    assert check_onnx(model, paths)["full"] < TOLERANCE
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(paths["full"]), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 6, 3)
+    shifted = x.clone()
+    shifted[..., 1] += 5.0
+    (y,) = session.run(None, {"x": x.numpy()})
+    (y_shifted,) = session.run(None, {"x": shifted.numpy()})
+    np.testing.assert_allclose(y_shifted, y + 5.0, atol=1e-4)
 
 
 def test_never_overwrites_without_permission(tmp_path):

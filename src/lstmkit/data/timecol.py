@@ -41,6 +41,24 @@ def _to_datetime(values: Any, **kwargs: Any) -> Any:
         return pd.DatetimeIndex(pd.to_datetime(pd.Series(values), **kwargs))
 
 
+#: ``(spacing in days, seasonal period)``: hourly data repeats daily, daily weekly, weekly
+#: and monthly yearly, quarterly yearly; yearly data has no season (m = 1).
+SEASONS = ((1 / 24, 24), (1.0, 7), (7.0, 52), (30.44, 12), (91.31, 4), (365.25, 1))
+
+
+def seasonal_period(dates: Any) -> int:
+    """The seasonal period ``m`` of a ``DatetimeIndex`` by its median spacing (within 10 % of
+    a spacing of :data:`SEASONS`); 1 for numeric time (None), other spacings or < 2 dates."""
+    if dates is None or len(dates) < 2:
+        return 1
+    seconds = np.asarray(dates.values, dtype="datetime64[s]").astype(np.float64)
+    days = float(np.median(np.diff(seconds))) / 86_400
+    for spacing, season in SEASONS:
+        if abs(days - spacing) <= 0.1 * spacing:
+            return season
+    return 1
+
+
 def parse_time(
     values: Any,
     column: str,
@@ -181,4 +199,4 @@ def check_order(key: np.ndarray, shown: Any, column: str, source: str) -> np.nda
     return order
 
 
-__all__ = ["check_order", "parse_time"]
+__all__ = ["SEASONS", "check_order", "parse_time", "seasonal_period"]

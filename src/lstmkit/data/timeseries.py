@@ -34,12 +34,12 @@ from lstmkit.data.base import SequenceDataset
 from lstmkit.data.filebase import (
     Encoded,
     FileDataModule,
-    regression_baseline,
     split_counts,
 )
 from lstmkit.data.files import check_dialect, numeric_values, read_table
 from lstmkit.data.missing import first_missing, mask_missing
-from lstmkit.data.timecol import check_order, parse_time
+from lstmkit.data.timecol import check_order, parse_time, seasonal_period
+from lstmkit.forecast_metrics import naive_scale
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,52 @@ def window_starts(
     return first_target - window, stride, count
 
 
+#: ``window="auto"``: this many steps, or half the training rows when fewer.
+AUTO_WINDOW = 24
+
+
+def auto_window(n_train: int, horizon: int) -> int:
+    """The ``window="auto"`` rule: ``min(24, (n_train - horizon + 1) // 2)``, at least 2 —
+    a short series keeps at least as many training windows as steps in a window."""
+    return max(2, min(AUTO_WINDOW, (n_train - horizon + 1) // 2))
+
+
+def seasonal_naive_baseline(
+    series: Tensor, windows: WindowDataset, season: int, scale: Tensor
+) -> dict[str, float]:
+    """Test metrics of the seasonal-naive forecast of every window of ``windows``.
+
+    The forecast of target row ``t0 + h`` (``t0`` the window's first target row, ``h`` from 0)
+    is ``series[t0 + h - m * ceil((h + 1) / m)]``: the last observed value one season back
+    (``m = 1``: the last observed value). Rows before the series start fall back to the
+    naive forecast.
+
+    Args:
+        series: ``(N, O)`` the targets in original units (NaN where missing).
+        windows: the test split's windows.
+        season: the seasonal period ``m``.
+        scale: ``(O,)`` MASE's scale (:func:`lstmkit.forecast_metrics.naive_scale`).
+
+    Returns:
+        ``{"test/mse", "test/mae", "test/mase"}`` over every forecast value.
+    """
+    t0 = windows.start_of(torch.arange(len(windows))) + windows.window  # (M,)
+    h = torch.arange(windows.horizon)  # (H,)
+    back = season * torch.div(h + season, season, rounding_mode="floor")  # m * ceil((h+1)/m)
+    source = t0[:, None] + h[None, :] - back[None, :]  # (M, H)
+    source = torch.where(source >= 0, source, t0[:, None] - 1)
+    rows = t0[:, None] + h[None, :]
+    err = series[source] - series[rows]  # (M, H, O)
+    valid = ~err.isnan()
+    err = torch.where(valid, err, torch.zeros_like(err))
+    count = valid.sum().clamp_min(1)
+    return {
+        "test/mse": float(err.pow(2).sum() / count),
+        "test/mae": float(err.abs().sum() / count),
+        "test/mase": float((err.abs() / scale.clamp_min(1e-12)).sum() / count),
+    }
+
+
 class TimeSeriesDataModule(FileDataModule):
     """Forecast ``target`` columns ``horizon`` steps ahead from the last ``window`` rows.
 
@@ -146,7 +192,9 @@ class TimeSeriesDataModule(FileDataModule):
         target: target column name(s).
         features: extra input columns (covariates), or None.
         time: a column to sort the rows by (and to label predictions), or None (file order).
-        window: input steps per window.
+        window: input steps per window; ``"auto"`` (the default): 24, or half the training
+            rows when that is fewer (a short series still gets as many windows as steps),
+            at least 2.
         horizon: future steps to forecast.
         stride: steps between the starts of consecutive windows.
         include_target: whether past target values are inputs.
@@ -162,6 +210,10 @@ class TimeSeriesDataModule(FileDataModule):
             the rules of :mod:`lstmkit.data.timecol` (numbers, ISO 8601, other dates).
         dayfirst: read ``1/2/2022`` as 1 February (True) or 2 January (False); None decides
             from the data and refuses a column that reads both ways.
+        season: the seasonal period ``m`` of the seasonal-naive baseline and of MASE's
+            scale (12 for monthly data with a yearly cycle, 1 for the plain naive forecast);
+            ``"auto"`` (the default): from the time column's spacing
+            (:func:`lstmkit.data.timecol.seasonal_period`), 1 without dates.
         future_covariates: the covariates (``features`` and ``calendar``) of the ``horizon``
             forecast rows are known in advance (a calendar, a planned price): each window's
             inputs then run ``window + horizon`` rows, with zeros in the target channels of
@@ -176,7 +228,7 @@ class TimeSeriesDataModule(FileDataModule):
         target: str | Sequence[str],
         features: Sequence[str] | None = None,
         time: str | None = None,
-        window: int = 24,
+        window: int | str = "auto",
         horizon: int = 1,
         stride: int = 1,
         include_target: bool = True,
@@ -187,6 +239,7 @@ class TimeSeriesDataModule(FileDataModule):
         future_covariates: bool = False,
         time_format: str | None = None,
         dayfirst: bool | None = None,
+        season: int | str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -207,7 +260,8 @@ class TimeSeriesDataModule(FileDataModule):
             )
         self.time_format, self.dayfirst = time_format, dayfirst
         self.time_rule: dict[str, Any] = {}  # how the time column was read (parse_time)
-        self.window = check_int("window", window)
+        self.window: int | str = window if window == "auto" else check_int("window", window)
+        self.season: int | str = season if season == "auto" else check_int("season", season)
         self.horizon = check_int("horizon", horizon)
         self.stride = check_int("stride", stride)
         self.include_target = bool(include_target)
@@ -350,7 +404,7 @@ class TimeSeriesDataModule(FileDataModule):
             inputs = np.concatenate([inputs, channels], axis=1)
             if self.include_target and self.missing != "mask":
                 targets = inputs[:, :o]
-        arrays = {"inputs": inputs, "targets": targets, "rows": rows, "time": time}
+        arrays = {"inputs": inputs, "targets": targets, "rows": rows, "time": time, "dates": dates}
         return {**arrays, "calendar_year0": year0}
 
     def _take_log(self, values: np.ndarray | None, rows: Any, source: str) -> None:
@@ -412,6 +466,10 @@ class TimeSeriesDataModule(FileDataModule):
         inputs, targets = arrays["inputs"], arrays["targets"]
         n = len(inputs)
         n_train, n_val, _ = split_counts(n, self.val_fraction, self.test_fraction)
+        if self.window == "auto":
+            self.window = auto_window(n_train, self.horizon)
+            log.info("%s: window=auto: %d steps (training rows: %d)", source, self.window, n_train)
+        season = seasonal_period(arrays["dates"]) if self.season == "auto" else int(self.season)
         need = self.window + self.horizon
         if n_train < need:
             raise DataFileError(
@@ -441,11 +499,14 @@ class TimeSeriesDataModule(FileDataModule):
             "calendar_year0": arrays["calendar_year0"],  # what a new file's years count from
             # how the time column's dates were read (day first or not), for a new file
             "time_dayfirst": self.time_rule.get("dayfirst") if self.time else None,
+            "window": self.window,  # the resolved window (window=auto), for a new file
+            "season": season,
         }
         self.fitted = stats
-        # the baseline predicts the training targets' mean in original units (read before
-        # the inputs, whose view ``t`` may be, are standardised in place)
-        baseline_mean = torch.tensor(_nanmean(t.exp() if self.log_target else t))
+        # the targets in original units, for the baseline and MASE's scale (copied before the
+        # inputs, whose view ``targets`` may be, are standardised in place)
+        original = torch.from_numpy(np.array(targets, dtype=np.float64))
+        original = original.exp() if self.log_target else original  # (N, O)
         x = self._series(inputs, stats)
         y = self._targets(x, targets, stats)
         bounds = {
@@ -469,11 +530,16 @@ class TimeSeriesDataModule(FileDataModule):
                 )
             self.splits[name] = ds
         self.split_rows = {k: v for k, v in bounds.items()}
-        mean, std = torch.tensor(stats["target_mean"]), torch.tensor(stats["target_std"])
-        test_targets = self.splits["test"].all_targets() * std + mean  # (M, H, O)
-        if self.log_target:
-            test_targets = test_targets.exp()  # original units
-        self._baseline = regression_baseline(baseline_mean, test_targets)
+        self.mase_scale = naive_scale(original[:n_train], season).tolist()  # (O,)
+        self._baseline = seasonal_naive_baseline(
+            original, self.splits["test"], season, torch.tensor(self.mase_scale)
+        )
+        self.season_used = season
+        log.info(
+            "%s: baseline: %s; MASE scaled by the training rows' in-sample MAE of it",
+            source,
+            self.baseline_description,
+        )
 
     @property
     def consecutive_windows(self) -> bool:
@@ -505,7 +571,18 @@ class TimeSeriesDataModule(FileDataModule):
             **super().model_kwargs(),
             "log_target": self.log_target,
             "target_channels": self.target_channels,
+            "mase_scale": self.mase_scale,
         }
+
+    @property
+    def baseline_description(self) -> str:
+        """The seasonal-naive forecast (the naive one for ``season=1``) that every run prints
+        beside the model."""
+        self.setup()
+        m = self.season_used
+        if m == 1:
+            return "naive: each forecast repeats the last observed value"
+        return f"seasonal naive (m={m}): each forecast repeats the value one season ({m} steps) earlier"
 
     def augment_kwargs(self) -> dict[str, Any]:
         channels = len(self.input_columns) + len(self.calendar_columns)
@@ -517,6 +594,7 @@ class TimeSeriesDataModule(FileDataModule):
         import pandas as pd
 
         stats = self.require_fitted()
+        self.window = int(stats.get("window", self.window))  # window=auto: the fitted one
         if self.future_covariates:
             raise ValueError(
                 "lstmkit-predict cannot forecast with data.future_covariates=true yet: the "
@@ -585,8 +663,9 @@ class CSVDataModule(TimeSeriesDataModule):
 
     Args:
         path: the file.
-        target, features, time, window, horizon, stride, include_target, log_target, scaler, calendar, calendar_year_span, future_covariates, time_format, dayfirst: see
-            :class:`TimeSeriesDataModule`.
+        target, features, time, window, horizon, stride, include_target, log_target,
+            scaler, calendar, calendar_year_span, future_covariates, time_format, dayfirst,
+            season: see :class:`TimeSeriesDataModule`.
         sep: CSV column separator (``","``, ``";"``, ``"\\t"``); None detects it from the
             header line (see :func:`lstmkit.data.files.read_table`).
         decimal: CSV decimal mark (``"."`` or ``","``).
@@ -602,7 +681,7 @@ class CSVDataModule(TimeSeriesDataModule):
         target: str | Sequence[str],
         features: Sequence[str] | None = None,
         time: str | None = None,
-        window: int = 24,
+        window: int | str = "auto",
         horizon: int = 1,
         stride: int = 1,
         include_target: bool = True,
@@ -613,6 +692,7 @@ class CSVDataModule(TimeSeriesDataModule):
         future_covariates: bool = False,
         time_format: str | None = None,
         dayfirst: bool | None = None,
+        season: int | str = "auto",
         sep: str | None = None,
         decimal: str = ".",
         encoding: str | None = None,
@@ -638,6 +718,7 @@ class CSVDataModule(TimeSeriesDataModule):
             future_covariates=future_covariates,
             time_format=time_format,
             dayfirst=dayfirst,
+            season=season,
             **kwargs,
         )
         self.dialect = check_dialect(sep, decimal, encoding)

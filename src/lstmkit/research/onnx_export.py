@@ -23,8 +23,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lstmkit._logging import get_logger
 from lstmkit.nn import CustomLSTM, lstm_step, to_custom
 from lstmkit.tasks.heads import pool
+
+log = get_logger(__name__)
 
 GRAPHS = ("full", "step")
 #: Custom-core options with no counterpart in the ONNX LSTM operator (at evaluation).
@@ -51,13 +54,22 @@ def _check_task(model: nn.Module) -> None:
         )
     if not hasattr(model, "encoder") or not hasattr(model, "head"):
         raise ExportError(f"{type(model).__name__} is not an lstmkit sequence task")
-    for option in ("residual", "relative_inputs"):
-        if model.hparams.get(option):
-            raise ExportError(
-                f"model.{option}=true: the exported graphs hold the encoder and the head only, "
-                "not the forecast's offset by the last observed value; export a model trained "
-                f"without {option} (or add the last input value to the graph's output yourself)"
-            )
+
+
+def level_options(model: nn.Module) -> list[str]:
+    """The forecasting options (as the task resolved them) that use each window's last
+    observed target value: the full graph computes them, a single step cannot."""
+    return [o for o in ("residual", "relative_inputs") if getattr(model, o, False)]
+
+
+def supported_graphs(model: nn.Module) -> tuple[str, ...]:
+    """The graphs of :data:`GRAPHS` that can compute ``model`` exactly."""
+    _check_task(model)
+    streams = not level_options(model) and model.num_directions == 1
+    pooling = model.hparams.get("pooling", "last")
+    streams = streams and (model.per_step or pooling == "last")
+    full = not variants(model.encoder)
+    return tuple(g for g in GRAPHS if (full if g == "full" else streams))
 
 
 def variants(core: nn.Module) -> list[str]:
@@ -100,8 +112,20 @@ class FullSequenceGraph(nn.Module):
         self.pooling = model.hparams.get("pooling", "last")
         self.num_directions = model.num_directions
         self.out_shape = _out_shape(model)
+        # residual / relative_inputs: pick the target channels with a one-hot matrix (O, C), a
+        # matmul in the graph (the exporter maps index_add poorly)
+        options = level_options(model)
+        self.residual, self.relative = "residual" in options, "relative_inputs" in options
+        channels = getattr(model, "target_channels", torch.zeros(0, dtype=torch.long)).cpu()
+        width = model.hparams.get("input_size") or 1
+        self.register_buffer("pick", torch.eye(width)[channels])  # (O, C); (0, C) if none
 
     def forward(self, x: Tensor) -> Tensor:
+        last = None
+        if self.residual or self.relative:
+            last = x[:, -1] @ self.pick.T  # (B, O): the targets' last observed values
+        if self.relative:  # the target channels minus their last value, at every step
+            x = x - (last @ self.pick).unsqueeze(1)  # (B, T, C)
         if self.embedding is not None:
             x = self.embedding(x)  # (B, T) -> (B, T, E)
         output, (h_n, _) = self.lstm(x)  # (B, T, D*P), (L*D, B, P)
@@ -110,7 +134,10 @@ class FullSequenceGraph(nn.Module):
         else:
             features = pool(output, h_n, None, self.pooling, self.num_directions)  # (B, D*P)
         y = self.head(features)
-        return y if self.out_shape is None else y.view(-1, *self.out_shape)
+        y = y if self.out_shape is None else y.view(-1, *self.out_shape)
+        if self.residual:  # the forecast is the last value plus the head's change
+            y = y + (last if self.out_shape is None else last.unsqueeze(1))
+        return y
 
 
 class StepGraph(nn.Module):
@@ -124,6 +151,13 @@ class StepGraph(nn.Module):
                 "model.encoder.bidirectional=true: a single-step graph cannot stream a "
                 "bidirectional LSTM (the reverse direction needs the whole sequence); export "
                 "graph=full"
+            )
+        options = level_options(model)
+        if options:
+            raise ExportError(
+                f"model.{options[0]}: each step's output would need the window's last value "
+                "before the window has ended, so a single step cannot compute it; export "
+                "graph=full (which does)"
             )
         pooling = model.hparams.get("pooling", "last")
         if not model.per_step and pooling != "last":
@@ -191,11 +225,15 @@ def _require_onnx() -> None:
 def export_onnx(
     model: nn.Module,
     out_dir: str | Path,
-    graphs: tuple[str, ...] = GRAPHS,
+    graphs: tuple[str, ...] | None = None,
     overwrite: bool = False,
     opset: int = OPSET,
 ) -> dict[str, Path]:
     """Write ``model.onnx`` and/or ``model_step.onnx`` and ``export.json`` into ``out_dir``.
+
+    ``graphs=None`` writes every graph that computes the model exactly
+    (:func:`supported_graphs`, the others logged with the reason); graphs named explicitly
+    must all be possible.
 
     Raises:
         ExportError: an option that cannot be exported (named), or an existing file without
@@ -203,6 +241,15 @@ def export_onnx(
         ImportError: ``onnx`` is not installed.
     """
     _require_onnx()
+    if graphs is None:
+        graphs = supported_graphs(model)
+        for graph in set(GRAPHS) - set(graphs):  # say why, from the graph's own check
+            try:
+                FullSequenceGraph(model) if graph == "full" else StepGraph(model)
+            except ExportError as err:
+                log.info("graph=%s not written: %s", graph, err)
+        if not graphs:
+            FullSequenceGraph(model)  # raises with the reason
     for graph in graphs:
         if graph not in GRAPHS:
             raise ExportError(f"graph={graph!r}: must be one of {', '.join(GRAPHS)}")
@@ -331,5 +378,7 @@ __all__ = [
     "check_onnx",
     "example_inputs",
     "export_onnx",
+    "level_options",
+    "supported_graphs",
     "variants",
 ]

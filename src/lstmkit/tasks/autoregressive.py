@@ -53,6 +53,8 @@ class AutoregressiveForecaster(SequenceRegressor):
     feeds_back_forecasts = True
 
     def __init__(self, encoder: Any, **kwargs: Any) -> None:
+        for name in ("residual", "relative_inputs"):  # "auto" (the regressor's default): off
+            kwargs[name] = False if kwargs.get(name, "auto") == "auto" else kwargs[name]
         for name in ("residual", "relative_inputs", "vocab_size", "tbptt_steps", "stateful"):
             if kwargs.get(name) not in (None, False):
                 raise ValueError(

@@ -49,6 +49,15 @@ class LastStepMAPE(MeanAbsolutePercentageError):
         super().update(preds.reshape(shape)[:, -1], target.reshape(shape)[:, -1])
 
 
+def auto_flag(name: str, value: bool | str, auto: bool) -> bool:
+    """A boolean option that may be ``"auto"`` (then ``auto``)."""
+    if value == "auto":
+        return auto
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}: must be true, false or 'auto'")
+    return value
+
+
 class SequenceRegressor(SequenceTask):
     """Predict ``output_size`` values for each of the next ``horizon`` steps from a sequence.
 
@@ -80,11 +89,18 @@ class SequenceRegressor(SequenceTask):
         target_channels: for each output, the input channel holding its past values in the
             targets' scaling (``output_size`` ints), or None when the inputs hold no targets;
             given by the data.
-        residual: predict ``last observed value + head output`` (needs ``target_channels``).
+        residual: predict ``last observed value + head output`` (needs ``target_channels``);
+            ``"auto"`` (the default): on when the data gives ``target_channels`` (a forecast
+            from past targets) and the task trains on whole sequences, else off.
         relative_inputs: feed the encoder the target channels minus their last observed value
             (level-free windows: the network sees the shape of the recent past, not its
             level, so it does not have to extrapolate to levels never seen in training);
-            needs ``target_channels``. Usually combined with ``residual``.
+            needs ``target_channels``; ``"auto"`` as for ``residual``. The two defaults
+            together start every forecast from the naive one (the last value) and keep a
+            trending series inside the levels the network was trained on.
+        mase_scale: the in-sample MAE of the (seasonal) naive forecast of each target on
+            the training rows (``output_size`` values, original units), or None; given by
+            the time-series datamodules. Adds the ``mase`` metric (MAE / scale, averaged).
         vocab_size, embedding_dim, padding_idx: token inputs through an embedding.
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
@@ -126,8 +142,9 @@ class SequenceRegressor(SequenceTask):
         target_std: Sequence[float] | None = None,
         log_target: bool = False,
         target_channels: Sequence[int] | None = None,
-        residual: bool = False,
-        relative_inputs: bool = False,
+        residual: bool | str = "auto",
+        relative_inputs: bool | str = "auto",
+        mase_scale: Sequence[float] | None = None,
         vocab_size: int | None = None,
         embedding_dim: int | None = None,
         padding_idx: int | None = None,
@@ -166,12 +183,22 @@ class SequenceRegressor(SequenceTask):
                 raise ValueError(f"{name}={value.tolist()}: needs output_size={output_size} values")
         self.register_buffer("target_mean", mean.float(), persistent=False)
         self.register_buffer("target_std", std.float(), persistent=False)
-        self.log_target, self.residual = bool(log_target), bool(residual)
-        self.relative_inputs = bool(relative_inputs)
+        self.log_target = bool(log_target)
+        # "auto": on when the data feeds the past targets (a forecast), off otherwise
+        feeds_targets = target_channels is not None and vocab_size is None
+        whole = tbptt_steps is None and not stateful
+        self.residual = auto_flag("residual", residual, feeds_targets and whole)
+        self.relative_inputs = auto_flag(
+            "relative_inputs", relative_inputs, feeds_targets and whole
+        )
         channels = self._check_residual(
             target_channels, input_size, vocab_size, tbptt_steps, stateful
         )
         self.register_buffer("target_channels", channels, persistent=False)
+        scale = torch.zeros(0) if mase_scale is None else torch.as_tensor(mase_scale).float()
+        if mase_scale is not None and scale.shape != (output_size,):
+            raise ValueError(f"mase_scale={scale.tolist()}: needs output_size={output_size} values")
+        self.register_buffer("mase_scale", scale, persistent=False)
         self.panel = PanelInputs(int(input_size or 1), output_size, **panel_kwargs(self.hparams))
         if self.panel.active and vocab_size is not None:
             raise ValueError("series_scale / static_cardinalities need float inputs, not tokens")
@@ -180,6 +207,11 @@ class SequenceRegressor(SequenceTask):
             out_features=self.head_outputs(),
             encoder_input=self.panel.encoder_input if self.panel.active else None,
         )
+
+    @property
+    def scores_mase(self) -> bool:
+        """Whether the data gave ``mase_scale`` (panel data scores MASE per series instead)."""
+        return len(self.mase_scale) > 0 and not self.panel.side
 
     @property
     def params_per_value(self) -> int:
@@ -243,7 +275,7 @@ class SequenceRegressor(SequenceTask):
             "r2": R2Score(),
             "mape": MeanAbsolutePercentageError(),
         }
-        extra = self.probabilistic or self.panel.side
+        extra = self.probabilistic or self.panel.side or self.scores_mase
         if self.probabilistic:
             metrics["pinball"] = PinballLoss(self.quantile_levels or GAUSSIAN_QUANTILES)
             metrics["coverage"] = IntervalCoverage()
@@ -251,6 +283,8 @@ class SequenceRegressor(SequenceTask):
             metrics["mase"] = WindowErrorMean("mase")
             metrics["smape"] = SymmetricMeanAbsolutePercentageError()
             metrics["rmse_series"] = WindowErrorMean("rmse_series")
+        elif self.scores_mase:
+            metrics["mase"] = WindowErrorMean("mase")
         if self.horizon == 1:
             return MetricCollection(metrics, compute_groups=not extra)
         metrics["mape_last"] = LastStepMAPE(self.horizon, self.output_size)
@@ -359,7 +393,7 @@ class SequenceRegressor(SequenceTask):
         ``preds``, ``target``, ``quantile_preds``/``target_values`` and
         ``pred_windows``/``target_windows``/``naive``."""
         pred, target = self.inverse_transform(self.point(out)), self.inverse_transform(y)
-        if not (self.probabilistic or self.panel.side):
+        if not (self.probabilistic or self.panel.side or self.scores_mase):
             return pred.reshape(-1), target.reshape(-1)
         inputs = {"preds": pred.reshape(-1), "target": target.reshape(-1)}
         if self.probabilistic:
@@ -370,6 +404,13 @@ class SequenceRegressor(SequenceTask):
                 "pred_windows": pred.reshape(windows),
                 "target_windows": target.reshape(windows),
                 "naive": self._side[:, 2],
+            }
+        elif self.scores_mase:
+            windows = (len(y), -1, self.output_size)  # (B, H, O)
+            inputs |= {
+                "pred_windows": pred.reshape(windows),
+                "target_windows": target.reshape(windows),
+                "naive": self.mase_scale.expand(len(y), -1),
             }
         return inputs
 
