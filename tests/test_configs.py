@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups, group_options
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups, group_options
 from run_helpers import REPO, VENV_BIN, sampled_grid
 
 
@@ -129,7 +129,7 @@ def test_help_and_cfg_job_are_fast(command, flag):
 
 def test_entry_points_import_nothing_heavy():
     code = (
-        "import sys, lstmkit.train, lstmkit.evaluate\n"
+        "import sys, lstmkit.cli.train, lstmkit.cli.evaluate\n"
         "heavy = [m for m in ('torch', 'lightning', 'torchmetrics', 'matplotlib') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -138,6 +138,6 @@ def test_entry_points_import_nothing_heavy():
 
 
 def test_python_dash_m_runs_the_command():
-    result, _ = _timed([sys.executable, "-m", "lstmkit.train", "--cfg", "job"])
+    result, _ = _timed([sys.executable, "-m", "lstmkit.cli.train", "--cfg", "job"])
     assert result.returncode == 0, result.stderr
     assert "_target_: lstmkit.data.AddingDataModule" in result.stdout

@@ -10,12 +10,12 @@ import pytest
 import torch
 from helpers_data import SMALL_RUN, make_sequences, write_npz_objects, write_series
 
-from lstmkit import runs
-from lstmkit.config_checks import ConfigError
+from lstmkit.cli.predict import predict
+from lstmkit.cli.train import train
 from lstmkit.data import CSVDataModule, SequencesDataModule
-from lstmkit.predict import predict
+from lstmkit.runtime import runs
+from lstmkit.runtime.config_checks import ConfigError
 from lstmkit.tasks import SequenceClassifier, SequenceRegressor
-from lstmkit.train import train
 from run_helpers import run_command
 
 

@@ -231,9 +231,9 @@ def _format(args, user, trained, tmp_path):
 
 
 def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
-    from lstmkit._config_dir import config_groups
-    from lstmkit.config_checks import check_argv
-    from lstmkit.guards import check_argv_run_dir
+    from lstmkit.runtime._config_dir import config_groups
+    from lstmkit.runtime.config_checks import check_argv
+    from lstmkit.runtime.guards import check_argv_run_dir
 
     if case.kind == "argv":
 
@@ -243,7 +243,7 @@ def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, 
 
         return run_in_process("lstmkit-train", fn, capsys)
     if case.kind == "train":
-        from lstmkit.train import train
+        from lstmkit.cli.train import train
 
         shrink = not any(a.startswith("data=") for a in args)
         overrides = [*SYNTH_RUN, *args] if shrink else args
@@ -255,14 +255,14 @@ def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, 
     if case.kind == "eval":
         from omegaconf import open_dict
 
-        from lstmkit.evaluate import evaluate
+        from lstmkit.cli.evaluate import evaluate
 
         cfg = compose_config(run_dir, args, config_name="eval")
         with open_dict(cfg):
             cfg.trainer.enable_progress_bar = False
         return run_in_process("lstmkit-eval", lambda: evaluate(cfg), capsys)
     if case.kind == "predict":
-        from lstmkit.predict import main
+        from lstmkit.cli.predict import main
 
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:

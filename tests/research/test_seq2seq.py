@@ -11,7 +11,7 @@ import torch
 
 from lstmkit.data import AdditionDataModule
 from lstmkit.data.addition import EOS, PAD, decode_tokens, encode_sum
-from lstmkit.runs import torch_threads
+from lstmkit.runtime.runs import torch_threads
 from lstmkit.tasks import Seq2SeqLSTM
 from lstmkit.tasks.seq2seq import ExactMatch, reverse_within
 
@@ -163,7 +163,7 @@ def test_learns_two_digit_addition():
 
 
 def test_trains_through_lstmkit_train(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory(
         "experiment=addition_seq2seq",
@@ -180,7 +180,7 @@ def test_trains_through_lstmkit_train(cfg_factory):
 
 def test_real_valued_seq2seq_through_lstmkit_train(cfg_factory):
     """Forecasting as sequence to sequence: the decoder emits the ``horizon`` future values."""
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory("data=sine", "data.horizon=3", "model=seq2seq")
     result = train(cfg)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmkit._errors import DataFileError
-from lstmkit.config_checks import ConfigError, run_cli
+from lstmkit.runtime.config_checks import ConfigError, run_cli
 
 USAGE = __doc__.split("\n\n")[1]
 KEYS = ("ckpt_path", "input", "output", "overwrite", "batch_size")
@@ -79,12 +79,12 @@ def predict(
     if not Path(input_path).exists():
         raise DataFileError(input_path, "no such file")
 
-    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task
     from lstmkit.data.filebase import FileDataModule
-    from lstmkit.guards import check_output_dir
+    from lstmkit.runtime.checkpoints import datamodule_class, load_checkpoint, load_task
+    from lstmkit.runtime.guards import check_output_dir
 
     check_output_dir(output.parent, "output")
-    # weights_only=True and allow-listed lstmkit classes only: see lstmkit.checkpoints
+    # weights_only=True and allow-listed lstmkit classes only: see lstmkit.runtime.checkpoints
     checkpoint = load_checkpoint(ckpt_path)
     dm_cls = datamodule_class(checkpoint, ckpt_path)
     if dm_cls is None:

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lstmkit._config_dir import group_options
 from lstmkit._errors import DataFileError, TrainingDivergedError
+from lstmkit.runtime._config_dir import group_options
 
 #: Exit status of a command stopped by a bad config (as argparse's usage errors).
 EXIT_CONFIG_ERROR = 2
@@ -203,7 +203,7 @@ def run_cli(command: str, fn: Callable[[], Any], run_dir: str | os.PathLike | No
             raise
         print(f"{command}: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG_ERROR) from None
-    except TrainingDivergedError as err:  # a NaN/Inf loss or gradient (lstmkit.callbacks)
+    except TrainingDivergedError as err:  # a NaN/Inf loss or gradient (lstmkit.runtime.callbacks)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"{command}: error: {err}", file=sys.stderr)
@@ -241,8 +241,8 @@ def discard_refused_run_dir(run_dir: str | os.PathLike) -> list[str]:
     import shutil
     from pathlib import Path
 
-    from lstmkit.guards import existing_run_files
-    from lstmkit.override_checks import EXISTING_BEFORE
+    from lstmkit.runtime.guards import existing_run_files
+    from lstmkit.runtime.override_checks import EXISTING_BEFORE
 
     folder = Path(run_dir)
     removed: list[str] = []

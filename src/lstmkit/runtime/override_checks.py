@@ -2,13 +2,13 @@
 
 :func:`precheck` runs in each command's ``main()`` ahead of ``@hydra.main``. It composes the
 config exactly as the command will (Hydra's compose API, the same overrides) and stops at the
-first problem with a one-line :class:`~lstmkit.config_checks.ConfigError`:
+first problem with a one-line :class:`~lstmkit.runtime.config_checks.ConfigError`:
 
 1. override syntax (``data.seq_len==5``, an unclosed list) and ambiguous sweeps (``a=1,2``
    without ``--multirun``);
 2. unknown keys, with the closest key (``trainr.max_epochs`` -> ``trainer.max_epochs``) and,
    for a constructor argument the config does not set, the ``+key=value`` that adds it;
-3. the rules of :func:`lstmkit.config_checks.check_config` (``???``, choices, sizes);
+3. the rules of :func:`lstmkit.runtime.config_checks.check_config` (``???``, choices, sizes);
 4. each ``_target_`` node against its class's signature: unknown arguments, and values of the
    wrong type for the argument's default (``lr=abc``);
 5. values the constructors refuse (``lr=-1``, ``zoneout=1.5``, an unknown accelerator): the
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 
 #: Hydra's own command-line flags after which lstmkit checks nothing (help, printing configs).
 PASS_THROUGH = {
@@ -118,7 +118,7 @@ def compose_checked(config_name: str, overrides: list[str], config_dir: str | No
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import ConfigCompositionException, MissingConfigException
 
-    from lstmkit._config_dir import CONFIG_DIR
+    from lstmkit.runtime._config_dir import CONFIG_DIR
 
     extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
     GlobalHydra.instance().clear()
@@ -223,7 +223,7 @@ def check_composed(cfg: Any, command: str) -> None:
     """The checks 3-6 of the module docstring on a composed config."""
     from omegaconf import DictConfig, OmegaConf, open_dict
 
-    from lstmkit.config_checks import check_config
+    from lstmkit.runtime.config_checks import check_config
 
     with open_dict(cfg):
         cfg = cfg.copy()
