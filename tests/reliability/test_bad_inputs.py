@@ -121,7 +121,7 @@ CASES = [
     Case("eval foreign task class", "eval", ("ckpt_path={user}/foreign.ckpt",), "os.system"),
     # ---- lstmkit-predict
     Case("predict unknown argument", "predict", ("foo=1",), "'foo=1' is not an argument"),
-    Case("predict zero batch_size", "predict", ("batch_size=0",), "batch_size='0'"),
+    Case("predict zero batch_size", "predict", ("batch_size=0",), "batch_size=0: must be"),
     Case("predict bad overwrite", "predict", ("overwrite=maybe",), "overwrite='maybe'"),
     Case("predict without input", "predict", ("ckpt_path={reg_ckpt}",), "input is required"),
     Case(

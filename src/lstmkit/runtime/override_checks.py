@@ -105,10 +105,59 @@ def _parse(overrides: list[str]) -> list[Any]:
             reason = reason.split(" expecting ")[0].replace(f": {text}", "")
             raise ConfigError(
                 f"{text!r} is not a valid override ({reason}): write key=value, a list as "
-                "key=[a,b], a text with special characters (, ; = [ ] {{ }} spaces) quoted "
+                "key=[a,b], a text with special characters (, ; = [ ] { } spaces) quoted "
                 "for Hydra inside shell quotes: \"key=';'\""
             ) from None
     return parsed
+
+
+def parse_arguments(
+    argv: Sequence[str],
+    function: Callable[..., Any],
+    keys: dict[str, str],
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """``key=value`` arguments of a command without a Hydra config (``lstmkit-predict``),
+    parsed the way every command parses its overrides (Hydra's override grammar: ``true``,
+    ``256``, ``null``, quoted texts) and checked against ``function``'s signature.
+
+    Args:
+        argv: the command line after the command's name.
+        function: what the arguments are passed to; its defaults give their types.
+        keys: the command-line key of each argument -> ``function``'s parameter name.
+        check: ``function``'s own rules for the values given (called with the parsed
+            arguments before the required ones are looked for), raising ``ConfigError``.
+
+    Returns:
+        ``{parameter name: value}`` for the arguments given (a path-like value as its text).
+
+    Raises:
+        ConfigError: bad syntax, an unknown key (with the closest one), a value of the wrong
+            type, or a missing required argument; one line naming the key.
+    """
+    params = inspect.signature(function).parameters
+    allowed = ", ".join(f"{k}=" for k in keys)
+    args: dict[str, Any] = {}
+    for text, override in zip(argv, _parse(list(argv)), strict=True):
+        key, raw = override.key_or_group, text.split("=", 1)[-1]
+        if override.is_sweep_override():
+            raise ConfigError(f"{text} is ambiguous: write a text with a comma as {key}='{raw}'")
+        if key not in keys or override.is_add() or override.is_delete() or override.is_force_add():
+            close = difflib.get_close_matches(key.lstrip("+~"), list(keys), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}={raw}?" if close else f"use {allowed}"
+            raise ConfigError(f"{text!r} is not an argument: {hint}")
+        param = params[keys[key]]
+        value = override.value()
+        check_value_type(key, value, param)
+        if _expected_type(param) is None and value is not None and not isinstance(value, str):
+            value = raw  # a path that reads as a number or a bool: the text as written
+        args[keys[key]] = value
+    if check is not None:
+        check(args)
+    for key, name in keys.items():
+        if params[name].default is inspect.Parameter.empty and name not in args:
+            raise ConfigError(f"{key} is required: pass {key}=<path>")
+    return args
 
 
 def compose_checked(config_name: str, overrides: list[str], config_dir: str | None) -> Any:
@@ -318,7 +367,12 @@ def _check_type(key: str, child: Any, param: inspect.Parameter) -> None:
 
     if not isinstance(child, ValueNode) or child._is_interpolation():
         return
-    value = child._value()
+    check_value_type(key, child._value(), param)
+
+
+def check_value_type(key: str, value: Any, param: inspect.Parameter) -> None:
+    """``value`` has the type of ``param`` (that of its default, or of a plain annotation):
+    true/false for a bool, an integer for an int, a number for a float; anything else passes."""
     if value is None or (isinstance(value, str) and value == "???"):
         return
     expected = _expected_type(param)
