@@ -141,3 +141,17 @@ def test_python_dash_m_runs_the_command():
     result, _ = _timed([sys.executable, "-m", "lstmkit.cli.train", "--cfg", "job"])
     assert result.returncode == 0, result.stderr
     assert "_target_: lstmkit.data.AddingDataModule" in result.stdout
+
+
+def test_a_missing_config_is_one_line():
+    """Hydra's MissingConfigException (a ConfigCompositionException) ends as one line."""
+    from lstmkit.runtime.config_checks import ConfigError
+    from lstmkit.runtime.override_checks import compose_checked
+
+    with pytest.raises(ConfigError) as err:
+        compose_checked("train", ["+experiment=nope"], None)
+    assert str(err.value) == "In 'train': Could not find 'experiment/nope'"
+    with pytest.raises(ConfigError) as err:
+        compose_checked("nope", [], None)
+    assert str(err.value).startswith("Cannot find primary config 'nope'")
+    assert "\n" not in str(err.value)

@@ -165,7 +165,7 @@ def compose_checked(config_name: str, overrides: list[str], config_dir: str | No
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.errors import ConfigCompositionException
 
     from lstmkit.runtime._config_dir import CONFIG_DIR
 
@@ -174,10 +174,8 @@ def compose_checked(config_name: str, overrides: list[str], config_dir: str | No
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name, overrides=[*extra, *overrides], return_hydra_config=True)
-    except ConfigCompositionException as err:
+    except ConfigCompositionException as err:  # MissingConfigException too (a subclass)
         raise ConfigError(_composition_message(err, config_name, overrides, config_dir)) from None
-    except MissingConfigException as err:
-        raise ConfigError(str(err).strip().splitlines()[0]) from None
     finally:
         GlobalHydra.instance().clear()
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in the real run
