@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +14,7 @@ from lstmkit.data import CSVDataModule, SequencesDataModule
 from lstmkit.runtime import runs
 from lstmkit.runtime.config_checks import ConfigError
 from lstmkit.tasks import SequenceClassifier, SequenceRegressor
-from run_helpers import run_command
+from run_helpers import HEAVY_MODULES, imported_modules, run_command
 
 
 def _fit(cfg_factory, *overrides):
@@ -103,11 +101,12 @@ def test_predict_text_and_the_command_line(cfg_factory, tmp_path):
     assert again.returncode == 2 and "exists: pass overwrite=true" in again.stderr
 
 
-def test_predict_help_is_fast(tmp_path):
-    start = time.perf_counter()
-    proc = run_command(["lstmkit-predict", "--help"], cwd=tmp_path)
+def test_predict_help_imports_nothing_heavy(tmp_path):
+    """``--help`` answers before torch, pandas or Lightning load (its latency:
+    scripts/benchmark_latency.py); a checkpoint that is not there is refused in one line."""
+    proc, imported = imported_modules(["lstmkit-predict", "--help"], cwd=tmp_path)
     assert proc.returncode == 0 and "ckpt_path=" in proc.stdout
-    assert time.perf_counter() - start < 3.0
+    assert "lstmkit" in imported and not imported & set(HEAVY_MODULES)
     bad = run_command(
         ["lstmkit-predict", "ckpt_path=x.ckpt", f"input={tmp_path}/none.csv"], cwd=tmp_path
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -150,7 +149,6 @@ def test_learns_two_digit_addition():
         optimizer={"_target_": "torch.optim.Adam", "lr": 5e-3},
         **dm.model_kwargs(),
     )
-    start = time.perf_counter()
     with torch_threads(1):
         _trainer(8).fit(model, dm)
     metrics = _trainer(1).test(model, dm, verbose=False)[0]
@@ -159,7 +157,6 @@ def test_learns_two_digit_addition():
     print(f"2-digit addition: {metrics} vs baseline {baseline}")
     assert metrics["test/exact_match"] >= 0.8, metrics
     assert metrics["test/token_acc"] >= 0.9, metrics
-    assert time.perf_counter() - start < 60
 
 
 def test_trains_through_lstmkit_train(cfg_factory):
