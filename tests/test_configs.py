@@ -151,3 +151,21 @@ def test_a_missing_config_is_one_line():
         compose_checked("nope", [], None)
     assert str(err.value).startswith("Cannot find primary config 'nope'")
     assert "\n" not in str(err.value)
+
+
+def test_the_encoder_constructor_is_the_one_rule_for_its_values():
+    """torch's rule for ``dropout`` is [0, 1]: the checks accept 1.0 as the constructor does,
+    and refuse 1.5 with the constructor's own message, naming the key."""
+    from lstmkit.nn import build_lstm
+    from lstmkit.runtime.config_checks import ConfigError
+    from lstmkit.runtime.override_checks import precheck
+
+    build_lstm("custom", input_size=1, hidden_size=4, num_layers=2, dropout=1.0)
+    assert precheck(
+        "lstmkit-train", "train", ["model.encoder.num_layers=2", "model.encoder.dropout=1.0"]
+    )
+    with pytest.raises(ConfigError) as err:
+        precheck("lstmkit-train", "train", ["model.encoder.dropout=1.5"])
+    assert str(err.value).startswith(
+        "model.encoder.dropout=1.5 is not allowed: dropout should be a number in range [0, 1]"
+    )

@@ -207,7 +207,7 @@ PRECHECK = [
         "train",
         "model.encoder.bidirectional=maybe",
         "model.encoder.bidirectional='maybe'",
-        "true or false",
+        "of type bool",
     ),
     C(
         "proj_size not below hidden_size",
@@ -229,7 +229,7 @@ PRECHECK = [
         "layer_norm",
         "custom",
     ),
-    C("encoder dropout 1", "train", "model.encoder.dropout=1.0", "model.encoder.dropout=1.0"),
+    C("encoder dropout 1.5", "train", "model.encoder.dropout=1.5", "model.encoder.dropout=1.5"),
     C("head dropout 1.5", "train", "model.dropout=1.5", "model.dropout=1.5"),
     C("unknown pooling", "train", "model.pooling=median", "model.pooling='median'", "last"),
     C("unknown loss", "train", "model.loss=l3", "model.loss='l3'", "huber"),

@@ -61,7 +61,7 @@ CASES = [
         "layer_norm",
     ),
     Case("dropout >= 1", "train", ("model.dropout=1.5",), "model.dropout=1.5"),
-    Case("encoder dropout = 1", "train", ("model.encoder.dropout=1.0",), "encoder.dropout=1.0"),
+    Case("encoder dropout > 1", "train", ("model.encoder.dropout=1.5",), "encoder.dropout=1.5"),
     Case("unknown pooling", "train", ("model.pooling=median",), "model.pooling='median'"),
     Case("unknown loss", "train", ("model.loss=l3",), "model.loss='l3'"),
     Case("zero num_threads", "train", ("num_threads=0",), "num_threads=0"),

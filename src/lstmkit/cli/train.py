@@ -38,8 +38,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     from lstmkit._backend_names import BACKEND_NAMES
     from lstmkit.runtime import runs
+    from lstmkit.runtime.override_checks import check_encoder
 
     check_config(cfg, backends=BACKEND_NAMES)
+    check_encoder(cfg)  # the encoder's constructor: the one rule for its values
     _check_files(cfg)
     with runs.torch_threads(cfg.get("num_threads")), runs.expected_warnings_ignored():
         return _train(cfg)

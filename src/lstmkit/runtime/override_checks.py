@@ -304,6 +304,21 @@ def check_composed(cfg: Any, command: str) -> None:
         _check_lightning(cfg)
 
 
+def check_encoder(cfg: Any) -> None:
+    """``cfg.model.encoder`` built by its own constructor (`lstmkit.nn.build_lstm`, on the
+    ``meta`` device): the one rule for the encoder's values, for a config that did not come
+    through :func:`precheck` (``lstmkit.cli.train.train(cfg)`` from Python).
+
+    Raises:
+        ConfigError: the value the constructor refuses, in one line naming its key.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.select(cfg, "model.encoder")
+    if isinstance(node, DictConfig):
+        check_constructor("model.encoder", node, _build_encoder)
+
+
 def _backend_names() -> tuple[str, ...]:
     from lstmkit._backend_names import BACKEND_NAMES  # torch-free: answers before torch loads
 
@@ -414,7 +429,8 @@ def _expected_type(param: inspect.Parameter) -> type | None:
 
 def check_constructor(key: str, node: Any, build: Callable[[dict[str, Any]], Any]) -> None:
     """Build ``node`` with ``build``; a ``ValueError``/``TypeError`` names the key whose value
-    the constructor refuses (found by building again with each key left at its default)."""
+    the constructor refuses (found by building again with each key left at its default, or, for
+    a required argument, the key its message starts with)."""
     from omegaconf import OmegaConf
 
     kwargs = OmegaConf.to_container(node, resolve=True)
@@ -436,6 +452,10 @@ def check_constructor(key: str, node: Any, build: Callable[[dict[str, Any]], Any
         if message.startswith(f"{name}="):
             raise ConfigError(f"{key}.{message}") from None
         raise ConfigError(f"{key}.{name}={value!r} is not allowed: {message}") from None
+    # a required argument (no default to fall back on): the message names it first
+    name = message.split(" ", 1)[0].split("=", 1)[0]
+    if name in kwargs:
+        raise ConfigError(f"{key}.{name}={kwargs[name]!r} is not allowed: {message}") from None
     raise ConfigError(f"{key}: {message}") from None
 
 
