@@ -1,7 +1,7 @@
 """Per-step recurrent GEMM: lstmkit's own GEMM and torch's BLAS (what the C time loop calls) vs
 oneDNN's packed GEMM (what the Python step loop calls).
 
-The C time loop (``lstmkit.nn.fused``) saves the per-step Python and dispatch (~10 us a step each
+The C time loop (``lstmkit.nn.fastpath.fused``) saves the per-step Python and dispatch (~10 us a step each
 way). Its per-step GEMM is lstmkit's own (``_kernels.c``, AVX-512/AVX2/NEON builds, float32) or else the
 BLAS torch exports (MKL in the x86-64 wheels); ``NATIVE_LOOP_MAX_MACS`` bounds the BLAS case. For
 each ``(batch, hidden)`` this times ``h (B, H) @ W_hh.T (H -> 4H)`` (forward) and
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from lstmkit.nn import fused, native
+from lstmkit.nn.fastpath import fused, native
 
 DEFAULT_SHAPES = ["16,128", "32,128", "64,128", "32,256", "64,256", "128,256"]
 

@@ -32,7 +32,7 @@ def compose(output_dir: Path, epochs: int, backend: str):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from lstmkit._config_dir import CONFIG_DIR
+    from lstmkit.runtime._config_dir import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     overrides = [
@@ -60,8 +60,8 @@ def lstmkit_fit(cfg) -> tuple[float, int]:
     """Seconds of ``trainer.fit`` and training samples seen, built as ``lstmkit-train`` does."""
     import lightning.pytorch as pl
 
-    from lstmkit import runs
-    from lstmkit.config_checks import instantiate_checked
+    from lstmkit.runtime import runs
+    from lstmkit.runtime.config_checks import instantiate_checked
 
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate_checked(cfg.data, "data")

@@ -106,7 +106,7 @@ def run_lstmkit(seed: int, run_dir: Path) -> dict[str, float]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     GlobalHydra.instance().clear()
     overrides = ["experiment=reference_m1_yearly", "trainer=cpu", f"seed={seed}", "plots=false",

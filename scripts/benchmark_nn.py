@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-from lstmkit.nn import CudnnLSTM, CustomLSTM, native
+from lstmkit.nn import CudnnLSTM, CustomLSTM
+from lstmkit.nn.fastpath import native
 from lstmkit.nn.settings import flags
 
 DEFAULT_SHAPES = ["32,100,1,128,1", "64,256,64,256,2", "16,1000,8,128,1"]

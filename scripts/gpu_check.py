@@ -322,7 +322,7 @@ def print_table(rows: list[Row]) -> None:
 
 def _layer_calls(xp, state, weight, kwargs, upstream, persistent):
     """(forward without saving, forward+backward) of `triton_lstm` on these inputs."""
-    from lstmkit.nn import triton_lstm
+    from lstmkit.nn.fastpath import triton_lstm
 
     def fwd(keep=False):  # inference: nothing saved for a backward
         return triton_lstm.forward(xp, *state, weight, **kwargs, persistent=persistent, keep=keep)
@@ -338,7 +338,7 @@ def kernel_table(device: torch.device, shapes, rounds: int, warmup: int) -> list
     """`triton_lstm` called directly, one layer and direction: the per-step kernels against the
     whole-sequence ones (where they apply), plain and layer norm. Milliseconds of forward and
     forward+backward, GPU operations per step, and max |diff| between the two kinds."""
-    from lstmkit.nn import triton_lstm
+    from lstmkit.nn.fastpath import triton_lstm
 
     failures = []
     header = (
@@ -458,7 +458,7 @@ def run_pytest() -> list[str]:
 
 def run_training(max_epochs: int) -> list[str]:
     script = Path(sys.executable).with_name("lstmkit-train")
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "lstmkit.train"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "lstmkit.cli.train"]
     failures = []
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "LSTMKIT_LOG_DIR": out}

@@ -1,14 +1,14 @@
 """Reproduce the reference results (issue 8) and regenerate ``docs/RESULTS.md`` from the runs.
 
 Each task is an ``experiment=reference_*`` config, trained on both backends (``cudnn`` and
-``custom``, plus ``layernorm`` where it applies) through ``lstmkit.train.train(cfg)``, the same
+``custom``, plus ``layernorm`` where it applies) through ``lstmkit.cli.train.train(cfg)``, the same
 function ``lstmkit-train`` calls, composed with Hydra's compose API. The script measures each
 run's wall time, computes the task's figure (some, such as the adding problem's solved fraction,
 from the best checkpoint's test predictions), writes one table per task with the reference
 figure, lstmkit's figure, whether the goal is reached, training sequences/epochs, wall time and
 the exact command, and copies each run's plot beside the markdown. Nothing is typed by hand.
 A task marked ``ensemble`` (Airline) trains its config's ``ensemble.size`` seeds with
-``lstmkit.ensemble.train_ensemble`` (what ``python -m lstmkit.ensemble`` runs) and reports the
+``lstmkit.cli.ensemble.train_ensemble`` (what ``python -m lstmkit.cli.ensemble`` runs) and reports the
 average of their forecasts beside every member's single-model figure.
 
     python scripts/reproduce.py                       # all tasks -> docs/RESULTS.md (~2 h)
@@ -92,7 +92,7 @@ class Task:
     #: "robustness": test accuracy under noise and missing steps (`ROBUSTNESS_LEVELS`)
     predictions: str | None = None
     smoke: tuple[str, ...] = SMOKE_SYNTHETIC
-    #: a deep ensemble (``lstmkit.ensemble``): the config's ``ensemble.size`` seeds, trained
+    #: a deep ensemble (``lstmkit.cli.ensemble``): the config's ``ensemble.size`` seeds, trained
     #: like single runs; the figure is the average of their forecasts, each member's beside it
     ensemble: bool = False
 
@@ -291,7 +291,7 @@ def compose(overrides: Sequence[str], run_dir: Path) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from lstmkit._config_dir import CONFIG_DIR
+    from lstmkit.runtime._config_dir import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -310,8 +310,8 @@ def prediction_figures(kind: str, cfg: Any, best: str, run_dir: Path) -> dict[st
     import torch
     from hydra.utils import instantiate
 
-    from lstmkit import runs
-    from lstmkit.checkpoints import load_task
+    from lstmkit.runtime import runs
+    from lstmkit.runtime.checkpoints import load_task
 
     if not best:
         return {}
@@ -346,8 +346,8 @@ def prediction_figures(kind: str, cfg: Any, best: str, run_dir: Path) -> dict[st
 def robustness_figures(model: Any, datamodule: Any, run_dir: Path) -> dict[str, float]:
     """Test accuracy at every level of `ROBUSTNESS_LEVELS` (what ``lstmkit-robustness`` runs);
     writes ``robustness.csv`` and the curves ``robustness.png`` into the run folder."""
-    from lstmkit import plots
     from lstmkit.research.robustness import evaluate_robustness, write_csv
+    from lstmkit.runtime import plots
 
     rows, _ = evaluate_robustness(model, datamodule, ROBUSTNESS_LEVELS, seed=0)
     write_csv(rows, run_dir / "robustness.csv")
@@ -372,7 +372,7 @@ def training_sequences(cfg: Any) -> int | None:
 
 def run_one(task: Task, backend: str, run_dir: Path, smoke: bool) -> dict[str, Any]:
     """Train one task on one backend; metrics, figures, wall time and the command."""
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     overrides = [f"experiment={task.experiment}", *BACKENDS[backend], *COMMON]
     if smoke:
@@ -412,10 +412,10 @@ def run_ensemble(
     task: Task, backend: str, cfg: Any, overrides: Sequence[str], run_dir: Path
 ) -> dict[str, Any]:
     """Train the config's ``ensemble.size`` members (seeds ``seed`` .. ``seed + size - 1``)
-    with ``lstmkit.ensemble.train_ensemble``; the row's figure is the ensemble's, with every
+    with ``lstmkit.cli.ensemble.train_ensemble``; the row's figure is the ensemble's, with every
     member's; epochs and sequences add up the members'; the plots are the ensemble's test
     predictions and the first member's (the default seed's single run) learning curves."""
-    from lstmkit.ensemble import train_ensemble
+    from lstmkit.cli.ensemble import train_ensemble
 
     start = time.perf_counter()
     result = train_ensemble(cfg, run_dir)
@@ -442,7 +442,7 @@ def run_ensemble(
         "sequences_per_epoch": per_epoch,
         "sequences": None if per_epoch is None else per_epoch * extra["epochs"],
         "wall_time_s": wall,
-        "command": "python -m lstmkit.ensemble " + " ".join(_quote(o) for o in overrides),
+        "command": "python -m lstmkit.cli.ensemble " + " ".join(_quote(o) for o in overrides),
         "metrics": metrics,
         "extra": extra,
         "run_dir": str(run_dir),
@@ -509,9 +509,9 @@ def render(rows: list[dict[str, Any]], smoke: bool, argv: Sequence[str]) -> str:
         + (" " + " ".join(argv) if argv else "")
         + f"` on {now}; tasks not rerun keep the rows of the run that produced them); do not "
         f"edit by hand. Machine: {machine()}, torch {torch.__version__}, "
-        f"Python {platform.python_version()}. Each row is one run of `lstmkit.train.train` "
+        f"Python {platform.python_version()}. Each row is one run of `lstmkit.cli.train.train` "
         "(what `lstmkit-train` runs) with the command shown, or, for a task whose command is "
-        "`python -m lstmkit.ensemble`, a deep ensemble: one such run per seed (the config's "
+        "`python -m lstmkit.cli.ensemble`, a deep ensemble: one such run per seed (the config's "
         "`ensemble.size` seeds from its `seed` on), forecasts averaged, every member's figure "
         "beside the ensemble's; the wall time covers training, testing and plotting (all "
         "members). Figures are on the test split, from the best `val/loss` checkpoint(s), or "
@@ -595,7 +595,7 @@ def failed_row(task: Task, backend: str, run_dir: Path, error: BaseException) ->
         "sequences_per_epoch": None,
         "sequences": None,
         "wall_time_s": math.nan,
-        "command": ("python -m lstmkit.ensemble " if task.ensemble else "lstmkit-train ")
+        "command": ("python -m lstmkit.cli.ensemble " if task.ensemble else "lstmkit-train ")
         + f"experiment={task.experiment} "
         + " ".join(BACKENDS[backend]),
         "metrics": {},

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-# Triton reads TRITON_INTERPRET when it is first imported, and importing lstmkit.train/tasks/data
+# Triton reads TRITON_INTERPRET when it is first imported, and importing lstmkit.cli.train/tasks/data
 # (Lightning) imports it: set it here, before collection imports any test module, or the Triton
 # tests in tests/nn fail whenever the whole suite runs (they pass alone). A CUDA machine runs the
 # compiled kernels.
@@ -23,7 +23,7 @@ def _native_kernels_first():
     """Load lstmkit's native kernels before any test loads scikit-learn (aeon's datasets do):
     kernels that load beside a second OpenMP runtime keep their loops on one thread, and the
     row-parallel tests would skip instead of checking the path that runs by default."""
-    from lstmkit.nn import native
+    from lstmkit.nn.fastpath import native
 
     native.kernels()
 

@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from lstmkit._config_dir import CONFIG_DIR
+from lstmkit.runtime._config_dir import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -78,3 +78,24 @@ def sampled_grid(values: Sequence, ids: Sequence[str], every: int) -> list:
         pytest.param(v, id=i, marks=() if k % every == 0 else pytest.mark.slow)
         for k, (v, i) in enumerate(zip(values, ids, strict=True))
     ]
+
+
+#: Libraries a command's ``--help`` (and a refused override) must answer without importing.
+HEAVY_MODULES = ("torch", "lightning", "torchmetrics", "pandas", "pyarrow", "matplotlib")
+
+
+def imported_modules(args: Sequence[str], cwd: Path) -> tuple[subprocess.CompletedProcess, set]:
+    """Run a command (any Python program, console scripts included) and return its result and
+    the top-level names of every module it imported (``PYTHONPROFILEIMPORTTIME``, which goes to
+    stderr; the result's stderr keeps the program's own lines only)."""
+    result = run_command(args, cwd, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    names, rest = set(), []
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:"):
+            name = line.rsplit("|", 1)[-1].strip()
+            if name and name != "package":
+                names.add(name.split(".")[0])
+        else:
+            rest.append(line)
+    result.stderr = "\n".join(rest)
+    return result, names

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmkit.config_checks import ConfigError
 from lstmkit.research.onnx_export import ExportError, export_onnx
+from lstmkit.runtime.config_checks import ConfigError
 from lstmkit.tasks import AutoregressiveForecaster, SequenceRegressor
 from lstmkit.tasks.regression import LastStepMAPE
 from run_helpers import SHRINK
@@ -133,7 +133,7 @@ def test_onnx_export_refuses_with_the_reason(tmp_path):
 
 
 def test_train_checks_that_model_and_data_fit(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory("data=airline", "model=autoregressive", *SHRINK, shrink=False)
     with pytest.raises(ConfigError, match=r"data\.future_covariates=true"):
@@ -145,7 +145,7 @@ def test_train_checks_that_model_and_data_fit(cfg_factory):
 
 
 def test_reference_airline_config_trains_and_scores_the_last_step(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory(
         "experiment=reference_airline", "model.encoder.backend=custom", *SHRINK,

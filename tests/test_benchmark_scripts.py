@@ -55,3 +55,12 @@ def test_benchmark_table_prints_memory_and_throughput(stream):
     )  # fmt: skip
     assert "30 series x 60 steps = 1,800 rows" in printed
     assert "peak RSS growth during setup" in printed and "windows/s" in printed
+
+
+@pytest.mark.slow
+def test_benchmark_latency_runs_every_command_line_with_its_exit_status(tmp_path):
+    out = tmp_path / "latency.json"
+    printed = _run("benchmark_latency.py", "--repeat", "1", "--json", str(out))
+    rows = json.loads(out.read_text())["results"]
+    assert "lstmkit-train --help" in printed and len(rows) >= 3
+    assert all(row["exit"] == [row["expected_exit"]] for row in rows), rows

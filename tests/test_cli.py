@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lstmkit.config_checks import EXIT_CONFIG_ERROR
-from run_helpers import SHRINK, TINY_DATA, TINY_MODEL, run_command
+from lstmkit.runtime.config_checks import EXIT_CONFIG_ERROR
+from run_helpers import REPO, SHRINK, TINY_DATA, TINY_MODEL, run_command
 
 BAD_OVERRIDES = [
     (["model.encoder.backend=foo"],
@@ -65,9 +65,25 @@ def test_train_then_eval_from_the_command_line(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test/mse" in metrics["test"] and "test/mse" in metrics["baseline"]
     evaluate = run_command(
-        ["python", "-m", "lstmkit.evaluate", f"paths.log_dir={tmp_path}",
+        ["python", "-m", "lstmkit.cli.evaluate", f"paths.log_dir={tmp_path}",
          f"ckpt_path={run}/checkpoints/last.ckpt"],
         tmp_path,
     )  # fmt: skip
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     assert "test/mse" in evaluate.stdout
+
+
+def test_every_command_is_a_console_script():
+    """Each module of ``lstmkit.cli`` is a console script (``[project.scripts]``) with a
+    ``main``, and every console script is one of them."""
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    modules = sorted(
+        path.stem for path in (REPO / "src" / "lstmkit" / "cli").glob("*.py")
+        if path.stem != "__init__"
+    )  # fmt: skip
+    assert sorted(scripts.values()) == sorted(f"lstmkit.cli.{m}:main" for m in modules)
+    for module in modules:
+        assert callable(importlib.import_module(f"lstmkit.cli.{module}").main), module

@@ -4,7 +4,7 @@ README runs.
 - Python blocks run as written, each in a fresh namespace, in a temporary folder.
 - Shell blocks are lstmkit command lines. Each runs through the command's own ``main()`` with
   everything up to the point where Hydra would start: the argument checks, the composition of
-  the config and every override checked against the constructors (``lstmkit.override_checks``).
+  the config and every override checked against the constructors (``lstmkit.runtime.override_checks``).
   A command the docs show therefore exists, takes these overrides and passes its checks; only
   the training itself is left out. A shell line that is not an lstmkit command (``make``,
   ``pip``, a benchmark script) is an error unless the block is marked.
@@ -35,20 +35,21 @@ MARK = re.compile(r"<!--\s*(?P<kind>no-run|slow):\s*(?P<reason>.+?)\s*-->")
 
 # command name -> module whose main() runs it
 COMMANDS = {
-    "lstmkit-train": "lstmkit.train",
-    "lstmkit-eval": "lstmkit.evaluate",
-    "lstmkit-predict": "lstmkit.predict",
-    "lstmkit-inspect": "lstmkit.inspect_gates",
-    "lstmkit-robustness": "lstmkit.robustness",
-    "lstmkit-export": "lstmkit.export",
+    "lstmkit-train": "lstmkit.cli.train",
+    "lstmkit-eval": "lstmkit.cli.evaluate",
+    "lstmkit-predict": "lstmkit.cli.predict",
+    "lstmkit-inspect": "lstmkit.cli.inspect",
+    "lstmkit-robustness": "lstmkit.cli.robustness",
+    "lstmkit-export": "lstmkit.cli.export",
+    "lstmkit-ensemble": "lstmkit.cli.ensemble",
 }
 MODULES = {
-    "lstmkit.train",
-    "lstmkit.evaluate",
-    "lstmkit.inspect_gates",
-    "lstmkit.robustness",
-    "lstmkit.export",
-    "lstmkit.ensemble",
+    "lstmkit.cli.train",
+    "lstmkit.cli.evaluate",
+    "lstmkit.cli.inspect",
+    "lstmkit.cli.robustness",
+    "lstmkit.cli.export",
+    "lstmkit.cli.ensemble",
 }
 
 
@@ -138,7 +139,7 @@ def dry_run(argv: list[str], monkeypatch, capsys) -> None:
             "<!-- no-run: reason --> or move the line into a block of its own"
         )
     mod = importlib.import_module(module)
-    if module == "lstmkit.predict":
+    if module == "lstmkit.cli.predict":
         # its checks are its argument parser; running it would read the checkpoint
         if not args or args[0] in ("-h", "--help"):
             return

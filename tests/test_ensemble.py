@@ -1,4 +1,4 @@
-"""``lstmkit.ensemble``: seeds, forecast averaging, MAPE and a tiny trained ensemble."""
+"""``lstmkit.cli.ensemble``: seeds, forecast averaging, MAPE and a tiny trained ensemble."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 import torch
 from torchmetrics import MeanAbsolutePercentageError
 
-from lstmkit.config_checks import ConfigError
-from lstmkit.ensemble import (
+from lstmkit.cli.ensemble import (
     average_forecasts,
     ensemble_figures,
     mape,
@@ -18,6 +17,7 @@ from lstmkit.ensemble import (
     summary_lines,
     train_ensemble,
 )
+from lstmkit.runtime.config_checks import ConfigError
 
 
 def test_member_seeds_start_at_the_config_seed():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lstmkit.nn import kernel_build, native
+from lstmkit.nn.fastpath import kernel_build, native
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_wheel_loads_its_kernels_in_a_fresh_venv_without_a_compiler(tmp_path):
     (wheel,) = dist.glob("lstmkit-*.whl")
     assert not wheel.name.endswith("-none-any.whl"), "a wheel with kernels is platform-specific"
     names = zipfile.ZipFile(wheel).namelist()
-    libraries = [n for n in names if n.startswith("lstmkit/nn/_lib/lstm_kernels-")]
+    libraries = [n for n in names if n.startswith("lstmkit/nn/fastpath/_lib/lstm_kernels-")]
     assert {n.split("-")[1] for n in libraries} == set(kernel_build.variants())
 
     # A fresh venv: lstmkit from the wheel; torch and the rest borrowed from this environment's
@@ -50,11 +50,11 @@ def test_wheel_loads_its_kernels_in_a_fresh_venv_without_a_compiler(tmp_path):
 
     no_compiler = tmp_path / "empty-bin"  # PATH with no cc/gcc, and CC unset
     no_compiler.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "PYTHONPATH")}  # the wheel's own
     env |= {"PATH": str(no_compiler), "LSTMKIT_CACHE_DIR": str(tmp_path / "cache")}
     probe = (
         "import logging, lstmkit; logging.basicConfig(level=logging.INFO)\n"
-        "from lstmkit.nn import native, kernel_build\n"
+        "from lstmkit.nn.fastpath import kernel_build, native\n"
         "assert kernel_build.find_compiler() is None\n"
         "k = native.kernels()\n"
         "print(lstmkit.__file__); print(k.origin)\n"

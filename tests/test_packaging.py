@@ -65,7 +65,7 @@ def test_installed_commands_run_outside_the_repo(installed, tmp_path):
     bin_dir = installed / "bin"
     where = run_command(
         [str(bin_dir / "python"), "-c",
-         "import lstmkit, lstmkit._config_dir as c; print(lstmkit.__file__); print(c.CONFIG_DIR)"],
+         "import lstmkit, lstmkit.runtime._config_dir as c; print(lstmkit.__file__); print(c.CONFIG_DIR)"],
         tmp_path,
     )  # fmt: skip
     assert where.returncode == 0, where.stderr

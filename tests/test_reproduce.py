@@ -135,7 +135,7 @@ def test_airline_row_is_an_ensemble_with_every_member(reproduce, tmp_path, monke
     """The airline task trains the config's ensemble (seeds 42..46) and its row gives the
     ensemble's MAPE six months ahead (the last horizon step, darts' backtest figure) with each
     member's beside it."""
-    import lstmkit.ensemble
+    import lstmkit.cli.ensemble
 
     calls = []
 
@@ -150,7 +150,7 @@ def test_airline_row_is_an_ensemble_with_every_member(reproduce, tmp_path, monke
             "member_dirs": [str(run_dir / f"seed_{s}") for s in range(42, 47)],
         }  # fmt: skip
 
-    monkeypatch.setattr(lstmkit.ensemble, "train_ensemble", fake_train_ensemble)
+    monkeypatch.setattr(lstmkit.cli.ensemble, "train_ensemble", fake_train_ensemble)
     row = reproduce.run_one(reproduce.TASKS["airline"], "custom", tmp_path / "run", smoke=False)
     assert calls == [(5, "log", 42, tmp_path / "run")]
     assert row["reached"] is True  # 2.60 % <= 2.7 %
@@ -164,6 +164,6 @@ def test_airline_row_is_an_ensemble_with_every_member(reproduce, tmp_path, monke
     )
     # 5 members x 300 epochs over the 101 training windows (1949-01 .. 1958-12, 20 months each)
     assert row["epochs"] == 1500 and row["sequences"] == 1500 * 101
-    assert row["command"].startswith("python -m lstmkit.ensemble experiment=reference_airline")
+    assert row["command"].startswith("python -m lstmkit.cli.ensemble experiment=reference_airline")
     metrics = {"test/mape": 0.02, "test/mape_last": 0.0271, "test/rmse": 1.0}
     assert not reproduce.judge_airline(metrics, {}).reached

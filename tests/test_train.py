@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from lstmkit.config_checks import ConfigError
-from lstmkit.evaluate import evaluate
-from lstmkit.train import train
+from lstmkit.cli.evaluate import evaluate
+from lstmkit.cli.train import train
+from lstmkit.runtime.config_checks import ConfigError
 
 PAIRS = [
     ("adding", "regressor"),

@@ -22,4 +22,4 @@ class DataFileError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """Training met a non-finite loss or gradient; the message names the step and a likely
-    cause (raised by ``lstmkit.callbacks.NonFiniteGuard``)."""
+    cause (raised by ``lstmkit.runtime.callbacks.NonFiniteGuard``)."""

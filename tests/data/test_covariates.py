@@ -134,7 +134,7 @@ def test_predict_refuses_future_covariates_with_the_reason(tmp_path):
 
 @pytest.mark.slow
 def test_consecutive_windows_line_up_their_forecasts_along_the_split(tmp_path):
-    from lstmkit import plots
+    from lstmkit.runtime import plots
 
     path, *_ = _monthly(tmp_path)
     kwargs = {"target": "y", "window": 4, "horizon": 3, "val_fraction": 0.0}

@@ -8,8 +8,8 @@ import pytest
 from helpers_data import SMALL_RUN
 
 from lstmkit._errors import DataFileError
+from lstmkit.cli.train import train
 from lstmkit.data import AirlineDataModule, ArchiveDataModule
-from lstmkit.train import train
 from run_helpers import run_command
 
 pytest.importorskip("aeon", reason="needs the datasets extra: pip install 'lstmkit[datasets]'")

@@ -291,8 +291,8 @@ def test_label_mode_gives_each_id_one_sequence_in_time_order(tmp_path):
 
 @pytest.mark.slow
 def test_train_and_predict_a_panel_with_quantiles(cfg_factory, tmp_path):
-    from lstmkit.predict import predict
-    from lstmkit.train import train
+    from lstmkit.cli.predict import predict
+    from lstmkit.cli.train import train
 
     frame = panel_frame()
     frame["t"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(frame["t"] * 7, unit="D")
@@ -434,8 +434,8 @@ def test_parquet_columns_with_missing_values_read_as_nan(tmp_path):
 
 @pytest.mark.slow
 def test_train_and_predict_label_mode_names_each_id(cfg_factory, tmp_path):
-    from lstmkit.predict import predict
-    from lstmkit.train import train
+    from lstmkit.cli.predict import predict
+    from lstmkit.cli.train import train
 
     frame = label_frame(n=30)
     path = _write(frame, tmp_path / "l.csv")

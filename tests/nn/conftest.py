@@ -39,7 +39,7 @@ def rebuilt_kernels():
     whenever a data test has put scikit-learn's OpenMP runtime into the process since, and the
     row-parallel tests that follow would skip. Request it before ``monkeypatch`` so that it
     rebuilds after the patched settings are undone."""
-    from lstmkit.nn import native
+    from lstmkit.nn.fastpath import native
 
     first = native.kernels()
     parallel = first is not None and first.parallel

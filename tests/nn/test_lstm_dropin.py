@@ -10,7 +10,8 @@ import warnings
 import pytest
 import torch
 
-from lstmkit.nn import AutoLSTM, CudnnLSTM, CustomLSTM, LSTMCell, native, ops
+from lstmkit.nn import AutoLSTM, CudnnLSTM, CustomLSTM, LSTMCell
+from lstmkit.nn.fastpath import native, ops
 from lstmkit.nn.settings import flags, settings
 
 CORES = {"custom": CustomLSTM, "cudnn": CudnnLSTM, "auto": AutoLSTM}

@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from lstmkit.nn import CudnnLSTM, CustomLSTM, fused, native
+from lstmkit.nn import CudnnLSTM, CustomLSTM
 from lstmkit.nn.cudnn import torch_lstm_runs
+from lstmkit.nn.fastpath import fused, native
 from lstmkit.nn.settings import settings
 
 

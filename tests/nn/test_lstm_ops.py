@@ -8,8 +8,8 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from lstmkit.nn import AutoLSTM, CustomLSTM, auto, custom
-from lstmkit.nn.fused import LayerInputs
-from lstmkit.nn.ops import run_layer
+from lstmkit.nn.fastpath.fused import LayerInputs
+from lstmkit.nn.fastpath.ops import run_layer
 
 VARIANTS = {
     "plain": {},

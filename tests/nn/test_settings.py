@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmkit.nn import CustomLSTM, fused
+from lstmkit.nn import CustomLSTM
+from lstmkit.nn.fastpath import fused
 from lstmkit.nn.settings import ENVIRONMENT, FastPathSettings, flags, from_environment, settings
 
 

@@ -1,4 +1,4 @@
-"""The Triton LSTM kernels (`lstmkit.nn.triton_lstm`) against a float64 autograd reference.
+"""The Triton LSTM kernels (`lstmkit.nn.fastpath.triton_lstm`) against a float64 autograd reference.
 
 Without a CUDA device the kernels run on CPU tensors in Triton's interpreter
 (``TRITON_INTERPRET=1``, set here before triton is first imported); the ``cuda``-marked test
@@ -23,8 +23,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed: pip install 'lstmkit[gpu]'")
 
-from lstmkit.nn import fused, triton_lstm
 from lstmkit.nn.cell import LAYER_NORM_EPS
+from lstmkit.nn.fastpath import fused, triton_lstm
 
 # Triton's interpreter on CPU, ~15 s for the two modules: make test runs them, make check does not
 pytestmark = pytest.mark.slow
@@ -285,7 +285,7 @@ def test_kernels_split_rows(monkeypatch, variant):
 
 
 def _fused_forward(inputs: dict, sizes) -> tuple[Tensor, Tensor, Tensor]:
-    """``out, h_n, c_n`` of `lstmkit.nn.fused`'s layer (through whichever entry point this
+    """``out, h_n, c_n`` of `lstmkit.nn.fastpath.fused`'s layer (through whichever entry point this
     version of it has: `layer_forward` with `LayerInputs`, or `FusedLSTMLayer`)."""
     g = inputs.get
     if hasattr(fused, "layer_forward"):
@@ -307,7 +307,7 @@ def _fused_forward(inputs: dict, sizes) -> tuple[Tensor, Tensor, Tensor]:
 @pytest.mark.parametrize("packed", [False, True], ids=["full", "batch_sizes"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_reference_matches_fused_layer(variant, packed):
-    """The test's reference computes what `lstmkit.nn.fused`'s layer (torch ops) computes."""
+    """The test's reference computes what `lstmkit.nn.fastpath.fused`'s layer (torch ops) computes."""
     inputs = make_inputs(variant, 4, 3, 6)
     sizes = SIZES if packed else None
     ours = reference(**inputs, batch_sizes=sizes)

@@ -1,4 +1,4 @@
-"""CustomLSTM through the Triton operator (`lstmkit.nn.triton_ops`), in Triton's interpreter
+"""CustomLSTM through the Triton operator (`lstmkit.nn.fastpath.triton_ops`), in Triton's interpreter
 on CPU: the same outputs and gradients as the torch-op path, opcheck, double backward.
 
 On CUDA the operator runs the compiled kernels; here (no GPU) ``covers`` is widened to the
@@ -15,7 +15,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 pytest.importorskip("triton", reason="Triton is not installed: pip install 'lstmkit[gpu]'")
 
-from lstmkit.nn import CustomLSTM, triton_lstm, triton_ops
+from lstmkit.nn import CustomLSTM
+from lstmkit.nn.fastpath import triton_lstm, triton_ops
 from lstmkit.nn.settings import flags, settings
 
 # Triton's interpreter on CPU, ~15 s for the two modules: make test runs them, make check does not

@@ -42,7 +42,7 @@ def write_series(path: Path, n: int = 80, **columns: Any) -> None:
 
 def run_in_process(command: str, fn: Callable[[], Any], capsys) -> tuple[int, str]:
     """Run ``fn`` under the CLIs' ``run_cli``; return (exit status, stderr)."""
-    from lstmkit.config_checks import run_cli
+    from lstmkit.runtime.config_checks import run_cli
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
@@ -52,7 +52,7 @@ def run_in_process(command: str, fn: Callable[[], Any], capsys) -> tuple[int, st
 
 def train_tiny(run_dir: Path, overrides: Sequence[str]) -> Path:
     """Train a tiny run into ``run_dir``; return its ``best.ckpt``."""
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     train(compose_config(run_dir, overrides, shrink=False))
     return run_dir / "checkpoints" / "best.ckpt"

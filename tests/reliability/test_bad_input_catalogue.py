@@ -207,7 +207,7 @@ PRECHECK = [
         "train",
         "model.encoder.bidirectional=maybe",
         "model.encoder.bidirectional='maybe'",
-        "true or false",
+        "of type bool",
     ),
     C(
         "proj_size not below hidden_size",
@@ -229,7 +229,7 @@ PRECHECK = [
         "layer_norm",
         "custom",
     ),
-    C("encoder dropout 1", "train", "model.encoder.dropout=1.0", "model.encoder.dropout=1.0"),
+    C("encoder dropout 1.5", "train", "model.encoder.dropout=1.5", "model.encoder.dropout=1.5"),
     C("head dropout 1.5", "train", "model.dropout=1.5", "model.dropout=1.5"),
     C("unknown pooling", "train", "model.pooling=median", "model.pooling='median'", "last"),
     C("unknown loss", "train", "model.loss=l3", "model.loss='l3'", "huber"),
@@ -672,10 +672,10 @@ COMMANDS = {
 
 def _precheck(case: Case, args: list[str], capsys) -> tuple[int, str]:
     """What ``main()`` runs before ``@hydra.main``."""
-    from lstmkit._config_dir import config_groups
-    from lstmkit.config_checks import check_argv
-    from lstmkit.guards import check_argv_run_dir
-    from lstmkit.override_checks import precheck
+    from lstmkit.runtime._config_dir import config_groups
+    from lstmkit.runtime.config_checks import check_argv
+    from lstmkit.runtime.guards import check_argv_run_dir
+    from lstmkit.runtime.override_checks import precheck
 
     command, config_name = COMMANDS[case.kind]
 
@@ -692,7 +692,7 @@ def _run(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
     from omegaconf import open_dict
 
     if case.kind == "run":
-        from lstmkit.train import train
+        from lstmkit.cli.train import train
 
         cfg = compose_config(run_dir, [*args, *FILE_RUN], shrink=False)
         return run_in_process("lstmkit-train", lambda: train(cfg), capsys)
@@ -701,9 +701,9 @@ def _run(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
     with open_dict(cfg):
         cfg.out_dir = str(run_dir) if case.kind == "inspect" else None
     if case.kind == "robustness":
-        from lstmkit.robustness import robustness as fn
+        from lstmkit.cli.robustness import robustness as fn
     else:
-        from lstmkit.inspect_gates import inspect_gates as fn
+        from lstmkit.cli.inspect import inspect_gates as fn
     return run_in_process(command, lambda: fn(cfg), capsys)
 
 
@@ -741,8 +741,8 @@ def test_bad_input_one_line_exit_2_nothing_written(
 
 # ---------------------------------------------------------------------- the Python API
 def _api_cases():
+    from lstmkit.cli.predict import predict
     from lstmkit.data import CSVDataModule, SequencesDataModule
-    from lstmkit.predict import predict
     from lstmkit.tasks import SequenceClassifier, SequenceRegressor
 
     x = torch.randn(4, 5, 3)
@@ -844,7 +844,7 @@ def test_python_api_names_the_argument(name):
 
 # ---------------------------------------------------------------------- documented paths
 def _csv_run(tmp_path: Path, path: Path, *extra: str) -> dict:
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = compose_config(
         tmp_path / "run",
@@ -864,7 +864,7 @@ def test_val_fraction_0_trains_tests_the_final_weights(tmp_path, user):
 
 
 def test_predict_into_an_existing_folder(tmp_path, user, trained):
-    from lstmkit.predict import main
+    from lstmkit.cli.predict import main
 
     out = tmp_path / "preds"
     out.mkdir()
@@ -884,7 +884,7 @@ def test_predict_into_an_existing_folder(tmp_path, user, trained):
 
 
 def test_robustness_single_noise_level(tmp_path, trained):
-    from lstmkit.robustness import robustness
+    from lstmkit.cli.robustness import robustness
 
     cfg = compose_config(
         tmp_path,
@@ -1035,7 +1035,7 @@ def test_catalogue_size():
 def test_precision_this_cpu_cannot_run_is_refused_naming_what_it_can(tmp_path, monkeypatch, capsys):
     """The probe's answer decides (this machine's oneDNN runs both, so a failing fp16 probe
     is simulated); a precision the probe runs is accepted."""
-    from lstmkit import override_checks
+    from lstmkit.runtime import override_checks
 
     real = override_checks.probe_precision
     assert real({"hidden_size": 4}, torch.float32, mixed=False) is None  # the probe itself runs

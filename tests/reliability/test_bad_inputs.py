@@ -61,7 +61,7 @@ CASES = [
         "layer_norm",
     ),
     Case("dropout >= 1", "train", ("model.dropout=1.5",), "model.dropout=1.5"),
-    Case("encoder dropout = 1", "train", ("model.encoder.dropout=1.0",), "encoder.dropout=1.0"),
+    Case("encoder dropout > 1", "train", ("model.encoder.dropout=1.5",), "encoder.dropout=1.5"),
     Case("unknown pooling", "train", ("model.pooling=median",), "model.pooling='median'"),
     Case("unknown loss", "train", ("model.loss=l3",), "model.loss='l3'"),
     Case("zero num_threads", "train", ("num_threads=0",), "num_threads=0"),
@@ -121,7 +121,7 @@ CASES = [
     Case("eval foreign task class", "eval", ("ckpt_path={user}/foreign.ckpt",), "os.system"),
     # ---- lstmkit-predict
     Case("predict unknown argument", "predict", ("foo=1",), "'foo=1' is not an argument"),
-    Case("predict zero batch_size", "predict", ("batch_size=0",), "batch_size='0'"),
+    Case("predict zero batch_size", "predict", ("batch_size=0",), "batch_size=0: must be"),
     Case("predict bad overwrite", "predict", ("overwrite=maybe",), "overwrite='maybe'"),
     Case("predict without input", "predict", ("ckpt_path={reg_ckpt}",), "input is required"),
     Case(
@@ -231,9 +231,9 @@ def _format(args, user, trained, tmp_path):
 
 
 def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
-    from lstmkit._config_dir import config_groups
-    from lstmkit.config_checks import check_argv
-    from lstmkit.guards import check_argv_run_dir
+    from lstmkit.runtime._config_dir import config_groups
+    from lstmkit.runtime.config_checks import check_argv
+    from lstmkit.runtime.guards import check_argv_run_dir
 
     if case.kind == "argv":
 
@@ -243,7 +243,7 @@ def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, 
 
         return run_in_process("lstmkit-train", fn, capsys)
     if case.kind == "train":
-        from lstmkit.train import train
+        from lstmkit.cli.train import train
 
         shrink = not any(a.startswith("data=") for a in args)
         overrides = [*SYNTH_RUN, *args] if shrink else args
@@ -255,14 +255,14 @@ def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, 
     if case.kind == "eval":
         from omegaconf import open_dict
 
-        from lstmkit.evaluate import evaluate
+        from lstmkit.cli.evaluate import evaluate
 
         cfg = compose_config(run_dir, args, config_name="eval")
         with open_dict(cfg):
             cfg.trainer.enable_progress_bar = False
         return run_in_process("lstmkit-eval", lambda: evaluate(cfg), capsys)
     if case.kind == "predict":
-        from lstmkit.predict import main
+        from lstmkit.cli.predict import main
 
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:

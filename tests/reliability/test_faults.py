@@ -257,8 +257,8 @@ def test_nan_guard_stops_before_the_optimizer_applies_a_bad_gradient():
     import lightning.pytorch as pl
 
     from lstmkit._errors import TrainingDivergedError
-    from lstmkit.callbacks import NonFiniteGuard
     from lstmkit.data import AddingDataModule
+    from lstmkit.runtime.callbacks import NonFiniteGuard
     from lstmkit.tasks import SequenceRegressor
 
     class NanGrad(pl.Callback):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers_reliability import FILE_RUN, SYNTH_RUN, snapshot, train_tiny, write_series
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 from run_helpers import compose_config
 
 
@@ -17,8 +17,8 @@ def finished_run(tmp_path_factory):
 
 
 def test_a_run_never_writes_into_a_folder_holding_a_run(finished_run, tmp_path):
-    from lstmkit.evaluate import evaluate
-    from lstmkit.train import train
+    from lstmkit.cli.evaluate import evaluate
+    from lstmkit.cli.train import train
 
     before = snapshot(finished_run)
     cfg = compose_config(finished_run, SYNTH_RUN, shrink=False)
@@ -33,7 +33,7 @@ def test_a_run_never_writes_into_a_folder_holding_a_run(finished_run, tmp_path):
 
 @pytest.mark.slow
 def test_resuming_a_run_may_write_into_its_own_folder(tmp_path):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     run = tmp_path / "run"
     train_tiny(run, SYNTH_RUN)
@@ -52,7 +52,7 @@ def test_a_requeued_slurm_job_resumes_its_own_folder(tmp_path, monkeypatch):
     """SLURM requeue reruns the same command into the same folder: it resumes, not refuses."""
     import torch
 
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     run = tmp_path / "run"
     train_tiny(run, SYNTH_RUN)
@@ -65,7 +65,7 @@ def test_a_requeued_slurm_job_resumes_its_own_folder(tmp_path, monkeypatch):
 
 
 def test_predictions_are_replaced_only_with_overwrite(tmp_path):
-    from lstmkit.predict import predict
+    from lstmkit.cli.predict import predict
 
     write_series(tmp_path / "s.csv")
     best = train_tiny(
@@ -90,7 +90,7 @@ def test_predictions_are_replaced_only_with_overwrite(tmp_path):
 def test_exports_are_replaced_only_with_overwrite(finished_run, tmp_path):
     onnx_export = pytest.importorskip("lstmkit.research.onnx_export")
     pytest.importorskip("onnx")
-    from lstmkit.checkpoints import load_task
+    from lstmkit.runtime.checkpoints import load_task
 
     model = load_task(finished_run / "checkpoints" / "best.ckpt")
     (tmp_path / "model.onnx").write_bytes(b"mine")

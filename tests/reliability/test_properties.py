@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmkit._errors import DataFileError
-from lstmkit.callbacks import EpochShuffle, epoch_seed
 from lstmkit.data import CSVDataModule
 from lstmkit.data.base import SequenceDataset
 from lstmkit.data.filebase import BucketBatchSampler, split_counts
 from lstmkit.data.sequences import pad
+from lstmkit.runtime.callbacks import EpochShuffle, epoch_seed
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -19,7 +19,7 @@ from helpers_reliability import (
     write_series,
 )
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 from run_helpers import compose_config
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "lstmkit"
@@ -51,9 +51,9 @@ def test_the_payload_is_live(tmp_path):
 
 
 def _load_paths(path: Path, tmp_path: Path):
-    from lstmkit.checkpoints import check_resume, load_checkpoint, load_task
-    from lstmkit.evaluate import evaluate
-    from lstmkit.predict import predict
+    from lstmkit.cli.evaluate import evaluate
+    from lstmkit.cli.predict import predict
+    from lstmkit.runtime.checkpoints import check_resume, load_checkpoint, load_task
 
     def eval_cli():
         evaluate(compose_config(tmp_path / "eval", [f"ckpt_path={path}"], config_name="eval"))
@@ -81,8 +81,8 @@ def test_lightning_resume_path_refuses_it_too(evil):
     """``trainer.fit(ckpt_path=...)`` as train.py calls it (weights_only=True)."""
     import lightning.pytorch as pl
 
-    from lstmkit.checkpoints import safe_globals
     from lstmkit.data import AddingDataModule
+    from lstmkit.runtime.checkpoints import safe_globals
     from lstmkit.tasks import SequenceRegressor
 
     path, marker = evil
@@ -97,7 +97,7 @@ def test_lightning_resume_path_refuses_it_too(evil):
 
 
 def test_train_refuses_it_before_lightning_reads_it(evil, tmp_path):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     path, marker = evil
     cfg = compose_config(tmp_path / "run", [f"ckpt_path={path}"])
@@ -129,7 +129,7 @@ def _set(path: tuple[str, ...], value):
     ],
 )
 def test_a_checkpoint_cannot_name_arbitrary_targets(where, value, message, real_ckpt, tmp_path):
-    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task
+    from lstmkit.runtime.checkpoints import datamodule_class, load_checkpoint, load_task
 
     path = rewrite_checkpoint(real_ckpt, tmp_path / "edited.ckpt", _set(where, value))
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -138,7 +138,7 @@ def test_a_checkpoint_cannot_name_arbitrary_targets(where, value, message, real_
 
 
 def test_a_real_checkpoint_loads_with_weights_only(real_ckpt):
-    from lstmkit.checkpoints import load_task
+    from lstmkit.runtime.checkpoints import load_task
 
     model = load_task(real_ckpt)
     assert not model.training

@@ -13,7 +13,7 @@ from run_helpers import compose_config
 @pytest.fixture(scope="session")
 def adding_run(tmp_path_factory) -> Path:
     """``lstmkit-train`` on the adding problem (T=20, 3 epochs): the run's best checkpoint."""
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     run_dir = tmp_path_factory.mktemp("adding_run")
     cfg = compose_config(

@@ -93,7 +93,7 @@ def test_save_gate_report_writes_pngs_and_json(tmp_path):
 
 @pytest.mark.slow
 def test_callback_through_lstmkit_train(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory("callbacks=gate_inspection", "data.seq_len=10", "plots=false")
     train(cfg)
@@ -109,8 +109,8 @@ def test_callback_through_lstmkit_train(cfg_factory):
 
 @pytest.mark.slow
 def test_lstmkit_inspect_on_a_finished_run(adding_run, tmp_path):
-    from lstmkit.config_checks import ConfigError
-    from lstmkit.inspect_gates import inspect_gates
+    from lstmkit.cli.inspect import inspect_gates
+    from lstmkit.runtime.config_checks import ConfigError
 
     cfg = compose_config(
         tmp_path, [f"ckpt_path={adding_run}", "samples=[1,3]"], "inspect", shrink=False

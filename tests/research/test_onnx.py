@@ -122,8 +122,8 @@ def test_never_overwrites_without_permission(tmp_path):
 
 
 def test_lstmkit_export_command(adding_run, tmp_path):
-    from lstmkit.config_checks import ConfigError
-    from lstmkit.export import export
+    from lstmkit.cli.export import export
+    from lstmkit.runtime.config_checks import ConfigError
 
     out = tmp_path / "onnx"
     cfg = compose_config(

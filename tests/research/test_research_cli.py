@@ -19,8 +19,8 @@ def test_missing_checkpoint_is_one_line_and_exit_2(command, tmp_path):
     )
 
 
-@pytest.mark.parametrize("module", ["inspect_gates", "robustness", "export"])
+@pytest.mark.parametrize("module", ["inspect", "robustness", "export"])
 def test_python_dash_m_help(module):
-    result = run_command([sys.executable, "-m", f"lstmkit.{module}", "--help"], REPO)
+    result = run_command([sys.executable, "-m", f"lstmkit.cli.{module}", "--help"], REPO)
     assert result.returncode == 0, result.stderr
     assert "ckpt_path" in result.stdout

@@ -9,9 +9,9 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from lstmkit.checkpoints import load_task
 from lstmkit.data import AddingDataModule
 from lstmkit.research.robustness import evaluate_robustness, perturb
+from lstmkit.runtime.checkpoints import load_task
 from run_helpers import compose_config
 
 
@@ -102,7 +102,7 @@ def test_clean_limit_equals_the_test_metric_and_degrades_monotonically(trained_a
 
 
 def test_lstmkit_robustness_writes_csv_and_plot(adding_run, tmp_path):
-    from lstmkit.robustness import robustness
+    from lstmkit.cli.robustness import robustness
 
     cfg = compose_config(
         tmp_path,

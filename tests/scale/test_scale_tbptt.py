@@ -151,7 +151,7 @@ def test_stateful_stream_learns_and_batches_are_consecutive():
 
 
 def test_cli_tbptt_moves_gradient_clipping_into_the_task(cfg_factory):
-    from lstmkit.train import train
+    from lstmkit.cli.train import train
 
     cfg = cfg_factory(
         "data=sine", "data.seq_len=60", "model.tbptt_steps=20", "trainer.gradient_clip_val=0.5",

@@ -42,7 +42,7 @@ def _triton_runs(x: Tensor) -> bool:
     if not (settings.triton and x.device.type == "cuda"):
         return False
     try:
-        from . import triton_lstm
+        from .fastpath import triton_lstm
     except ImportError:
         return False
     return triton_lstm.available()

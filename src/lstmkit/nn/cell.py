@@ -2,7 +2,7 @@
 
 This is the readable definition every lstmkit core is tested against. `lstm_step` is one time
 step of one layer and direction, with the research variants as plain ``if`` branches; `LSTMCell`
-is a drop-in for ``torch.nn.LSTMCell`` built on it. The fast path (`lstmkit.nn.fused`) is a
+is a drop-in for ``torch.nn.LSTMCell`` built on it. The fast path (`lstmkit.nn.fastpath.fused`) is a
 second implementation of exactly these equations.
 
 Gate order is torch's: input ``i``, forget ``f``, cell candidate ``g``, output ``o``::

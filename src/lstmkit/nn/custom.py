@@ -19,9 +19,9 @@ from .base import (
     default_init_bound,
 )
 from .cell import LayerWeights, lstm_step
-from .fused import LayerInputs, internal_gate_order, project_input
+from .fastpath.fused import LayerInputs, internal_gate_order, project_input
+from .fastpath.ops import run_layer
 from .gates import GateTrace
-from .ops import run_layer
 
 IMPLEMENTATIONS = ("fused", "reference")
 

@@ -123,7 +123,7 @@ def save_gate_report(
         batch: ``(x, y, lengths)`` (or ``(x, lengths)``) of the chosen sequences.
         sample_ids: labels of the sequences (their indices in the split); default 0..B-1.
     """
-    from lstmkit import plots
+    from lstmkit.runtime import plots
 
     x, lengths = batch[0], batch[-1]
     x, lengths = x.to(model.device), lengths.to(model.device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 
 
 def load_run(ckpt_path: str | Path, data_cfg: Any = None) -> tuple[Any, Any]:
@@ -18,8 +18,8 @@ def load_run(ckpt_path: str | Path, data_cfg: Any = None) -> tuple[Any, Any]:
     Raises:
         ConfigError: not a readable lstmkit checkpoint, or no datamodule to rebuild.
     """
-    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task
-    from lstmkit.config_checks import instantiate_checked
+    from lstmkit.runtime.checkpoints import datamodule_class, load_checkpoint, load_task
+    from lstmkit.runtime.config_checks import instantiate_checked
 
     checkpoint = load_checkpoint(ckpt_path)
     model = load_task(ckpt_path, checkpoint=checkpoint)

@@ -138,7 +138,7 @@ def evaluate_robustness(
     """
     import lightning.pytorch as pl
 
-    from lstmkit.runs import tensor_metrics
+    from lstmkit.runtime.runs import tensor_metrics
 
     levels = default_levels() if levels is None else {k: list(v) for k, v in levels.items()}
     for kind, values in levels.items():

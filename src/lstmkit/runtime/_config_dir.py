@@ -10,8 +10,8 @@ import os
 import warnings
 from pathlib import Path
 
-_PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
-_REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+_PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+_REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 def find_config_dir() -> str:

@@ -17,7 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 
 #: Globals a Lightning checkpoint of an lstmkit task needs besides tensors and builtins.
 #: Declared here, explicitly, so that an unexpected type is refused instead of unpickled.
@@ -162,7 +162,7 @@ def check_resume(
 ) -> dict[str, Any]:
     """Before training resumes from ``path``: it must be a safe lstmkit checkpoint of the same
     task class as the config's ``model._target_``; a mid-epoch checkpoint that recorded the
-    training loader's position (``lstmkit.callbacks.EpochSeed``) needs ``resumable_loader``.
+    training loader's position (``lstmkit.runtime.callbacks.EpochSeed``) needs ``resumable_loader``.
 
     Returns:
         The checkpoint (already read; Lightning reads it again with ``weights_only=True``).

@@ -1,7 +1,7 @@
 """``lstmkit-inspect``: gate heatmaps and summaries of a finished run.
 
 ``inspect_gates(cfg)`` is importable; ``main()`` is the command (``lstmkit-inspect``,
-``python -m lstmkit.inspect_gates``). Records i, f, g, o, c and h of the encoder for chosen
+``python -m lstmkit.cli.inspect``). Records i, f, g, o, c and h of the encoder for chosen
 sequences of the validation (or test) split — for a model trained with either backend — and
 writes ``gates_sample<id>.png``, ``gate_summary.png`` and ``gate_summary.json``.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import ConfigError, check_argv, check_config, run_cli
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
+from lstmkit.runtime.config_checks import ConfigError, check_argv, check_config, run_cli
 
 log = get_logger(__name__)
 
@@ -32,9 +32,9 @@ def inspect_gates(cfg: DictConfig) -> dict[str, Any]:
 
     import torch
 
-    from lstmkit import runs
     from lstmkit.research.gates import pick_samples, save_gate_report
     from lstmkit.research.loading import load_run
+    from lstmkit.runtime import runs
 
     check_config(cfg)
     if cfg.split not in ("val", "test"):
@@ -75,7 +75,7 @@ def check_layer(layer: Any, model: Any) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
 def _hydra_main(cfg: DictConfig) -> None:
-    from lstmkit.config_checks import quiet_library_logging
+    from lstmkit.runtime.config_checks import quiet_library_logging
 
     quiet_library_logging()
     result = run_cli("lstmkit-inspect", lambda: inspect_gates(cfg), run_dir=_run_dir())
@@ -91,8 +91,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-inspect ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-inspect --help``."""
-    from lstmkit.guards import check_argv_run_dir
-    from lstmkit.override_checks import precheck
+    from lstmkit.runtime.guards import check_argv_run_dir
+    from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
     run_cli("lstmkit-inspect", lambda: check_argv(argv, config_groups()))

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import ConfigError, instantiate_checked
+from lstmkit.runtime.config_checks import ConfigError, instantiate_checked
 
 log = get_logger(__name__)
 
@@ -334,7 +334,7 @@ def make_plots(
     matrix on the test split."""
     if rank_zero_only.rank != 0:
         return []
-    from lstmkit import plots
+    from lstmkit.runtime import plots
 
     saved = []
     metrics_csv = output_dir / "metrics.csv"

@@ -1,4 +1,4 @@
-"""The Triton kernels behind `lstmkit.nn.triton_lstm` (imported only when triton is installed).
+"""The Triton kernels behind `lstmkit.nn.fastpath.triton_lstm` (imported only when triton is installed).
 
 Two kinds of kernel share one implementation of a step's pointwise work (`_forward_pointwise`,
 `_backward_pointwise`), on a tile of ``BLOCK_B`` batch rows by ``BLOCK_H`` hidden units:

@@ -1,7 +1,7 @@
 """``lstmkit-export``: ONNX graphs of a checkpoint (full sequence and single step).
 
 ``export(cfg)`` is importable; ``main()`` is the command (``lstmkit-export``,
-``python -m lstmkit.export``). See :mod:`lstmkit.research.onnx_export` for the graphs' inputs
+``python -m lstmkit.cli.export``). See :mod:`lstmkit.research.onnx_export` for the graphs' inputs
 and outputs. Existing files are replaced only with ``overwrite=true``.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import ConfigError, check_argv, check_config, run_cli
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
+from lstmkit.runtime.config_checks import ConfigError, check_argv, check_config, run_cli
 
 log = get_logger(__name__)
 
@@ -30,8 +30,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         ``{"files": {graph: path}, "max_abs_diff": {graph: float}}`` (diffs only with
         ``verify``).
     """
-    from lstmkit import runs
     from lstmkit.research.loading import run_folder
+    from lstmkit.runtime import runs
 
     check_config(cfg)
     if cfg.format not in FORMATS:
@@ -42,8 +42,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     graphs = None if chosen is None else [chosen] if isinstance(chosen, str) else list(chosen)
     out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_folder(cfg.ckpt_path) / "export"
     with runs.torch_threads(cfg.get("num_threads")):
-        from lstmkit.checkpoints import load_task
         from lstmkit.research.onnx_export import GRAPHS, ExportError, check_onnx, export_onnx
+        from lstmkit.runtime.checkpoints import load_task
 
         bad = graphs is not None and [g for g in graphs if g not in GRAPHS]
         if bad or graphs == []:
@@ -68,7 +68,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def _hydra_main(cfg: DictConfig) -> None:
-    from lstmkit.config_checks import quiet_library_logging
+    from lstmkit.runtime.config_checks import quiet_library_logging
 
     quiet_library_logging()
     result = run_cli("lstmkit-export", lambda: export(cfg))
@@ -80,7 +80,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-export ckpt_path=PATH [format=onnx] [OVERRIDES]``; see ``lstmkit-export --help``."""
-    from lstmkit.override_checks import precheck
+    from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
     run_cli("lstmkit-export", lambda: check_argv(argv, config_groups()))

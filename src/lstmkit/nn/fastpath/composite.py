@@ -1,6 +1,6 @@
 """The fused layer as plain, out-of-place torch ops: differentiable to any order.
 
-`lstmkit.nn.fused` computes a layer with buffers written in place and a hand-written backward;
+`lstmkit.nn.fastpath.fused` computes a layer with buffers written in place and a hand-written backward;
 this module computes the same `LayerInputs` -> ``(output, h_n, c_n)`` with nothing but
 functional torch ops under autograd. It serves where the hand-written backward cannot:
 
@@ -8,7 +8,7 @@ functional torch ops under autograd. It serves where the hand-written backward c
   here has batching and forward-mode rules;
 * **double backward**: when a backward runs with grad mode on (``create_graph=True``), the
   custom op's backward recomputes the layer through this module and differentiates it, so
-  gradients of gradients are exact (`lstmkit.nn.ops`);
+  gradients of gradients are exact (`lstmkit.nn.fastpath.ops`);
 * **empty batches** (``B = 0``), which need no kernels at all.
 
 Variable lengths shrink the rows a step computes, as in the fused path. Tested equal to the fused
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cell import LAYER_NORM_EPS
+from ..cell import LAYER_NORM_EPS
 from .fused import LayerInputs
 
 
@@ -32,7 +32,7 @@ def _lerp(new: Tensor, previous: Tensor, keep: Tensor | float) -> Tensor:
 
 def layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction: ``output (T, B, P)`` (zero at padded steps), ``h_n (B, P)``,
-    ``c_n (B, H)``, the same numbers as `lstmkit.nn.fused.layer_forward`.
+    ``c_n (B, H)``, the same numbers as `lstmkit.nn.fastpath.fused.layer_forward`.
 
     With ``batch_sizes`` step ``t`` computes only its first ``batch_sizes[t]`` rows (the batch is
     sorted by decreasing length), as a PackedSequence does: padding, whatever it holds (NaN

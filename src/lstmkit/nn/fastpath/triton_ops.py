@@ -1,10 +1,10 @@
 """The fused layer on CUDA through Triton, as PyTorch operators: ``torch.ops.lstmkit.lstm_layer_triton``
 and its backward.
 
-`lstmkit.nn.ops.run_layer` sends a layer here when it runs on CUDA, ``settings.triton`` is on and
-`lstmkit.nn.triton_lstm.supports` covers the call (float32/bfloat16/float16, no ``proj_size``);
-otherwise the layer takes the general operator (`lstmkit.nn.ops`), and the reason is logged once.
-The kernels are `lstmkit.nn.triton_lstm`'s: a fused pointwise kernel per step each way around the
+`lstmkit.nn.fastpath.ops.run_layer` sends a layer here when it runs on CUDA, ``settings.triton`` is on and
+`lstmkit.nn.fastpath.triton_lstm.supports` covers the call (float32/bfloat16/float16, no ``proj_size``);
+otherwise the layer takes the general operator (`lstmkit.nn.fastpath.ops`), and the reason is logged once.
+The kernels are `lstmkit.nn.fastpath.triton_lstm`'s: a fused pointwise kernel per step each way around the
 recurrent GEMM. Same autograd scheme as the general operator: the backward operator, and the
 differentiable composite layer when the backward itself runs with grad mode on.
 
@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..cell import LAYER_NORM_EPS
+from ..settings import settings
 from . import ops, triton_lstm  # ops: its autograd helpers, read at call time (it imports us)
-from .cell import LAYER_NORM_EPS
 from .fused import LayerInputs
-from .settings import settings
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ first-use fallback.
 
 Imported by ``hatch_build.py`` (at ``pip install``, where torch may not be importable), so it
 imports nothing but the standard library. The package ships one library per vector ISA
-(`variants`); `lstmkit.nn.native` loads the best one this CPU runs. Library names carry a hash of
+(`variants`); `lstmkit.nn.fastpath.native` loads the best one this CPU runs. Library names carry a hash of
 the source and the flags, so a library built from an older ``_kernels.c`` or with other flags is
 never loaded by mistake.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("_kernels.c")
 COMMON_FLAGS = ["-O3", "-ffast-math", "-fno-finite-math-only", "-fPIC"]
-# Each build's ISA flags, best first. The names are also what `lstmkit.nn.native` logs.
+# Each build's ISA flags, best first. The names are also what `lstmkit.nn.fastpath.native` logs.
 X86_VARIANTS = {
     "avx512": ["-mavx512f", "-mavx512dq", "-mavx2", "-mfma"],
     "avx2": ["-mavx2", "-mfma"],

@@ -1,7 +1,7 @@
 """``lstmkit-eval``: test a checkpoint on a datamodule.
 
 ``evaluate(cfg)`` is importable; ``main()`` is the command (``lstmkit-eval``,
-``python -m lstmkit.evaluate``). The task class and, unless ``data=`` is given, the datamodule
+``python -m lstmkit.cli.evaluate``). The task class and, unless ``data=`` is given, the datamodule
 are rebuilt from the checkpoint alone.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import (
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
+from lstmkit.runtime.config_checks import (
     ConfigError,
     check_argv,
     check_config,
@@ -31,13 +31,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on ``cfg.data`` (or the checkpoint's own datamodule).
 
     Writes ``metrics.json`` (test metrics and the trivial baseline's), ``config.yaml`` and
-    plots to ``cfg.paths.output_dir``; returns the test metrics like :func:`lstmkit.train.train`.
+    plots to ``cfg.paths.output_dir``; returns the test metrics like :func:`lstmkit.cli.train.train`.
     """
-    from lstmkit import runs
     from lstmkit.nn import BACKEND_NAMES
+    from lstmkit.runtime import runs
 
     check_config(cfg, backends=BACKEND_NAMES)
-    from lstmkit import guards  # never write into a folder that holds a run
+    from lstmkit.runtime import guards  # never write into a folder that holds a run
 
     guards.check_output_dir(cfg.paths.output_dir)
     guards.check_run_folder(cfg.paths.output_dir, None)
@@ -48,9 +48,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
 
-    from lstmkit import runs
-    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task, lstmkit_info
-    from lstmkit.config_checks import instantiate_checked
+    from lstmkit.runtime import runs
+    from lstmkit.runtime.checkpoints import (
+        datamodule_class,
+        load_checkpoint,
+        load_task,
+        lstmkit_info,
+    )
+    from lstmkit.runtime.config_checks import instantiate_checked
 
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
@@ -59,7 +64,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    # one safe read (weights_only=True, allow-listed classes): see lstmkit.checkpoints
+    # one safe read (weights_only=True, allow-listed classes): see lstmkit.runtime.checkpoints
     checkpoint = load_checkpoint(ckpt_path)
     info = lstmkit_info(checkpoint, ckpt_path)
     model = load_task(ckpt_path, checkpoint=checkpoint)
@@ -130,8 +135,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-eval ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-eval --help``."""
-    from lstmkit.guards import check_argv_run_dir
-    from lstmkit.override_checks import precheck
+    from lstmkit.runtime.guards import check_argv_run_dir
+    from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
     run_cli("lstmkit-eval", lambda: check_argv(argv, config_groups()))

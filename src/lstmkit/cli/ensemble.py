@@ -7,10 +7,10 @@ differ only by their seed (a deep ensemble, Lakshminarayanan et al. 2017) remove
 model variance without looking at the test split: the members, their checkpoints and the
 average are all fixed before testing.
 
-    python -m lstmkit.ensemble experiment=reference_airline model.encoder.backend=custom \
+    python -m lstmkit.cli.ensemble experiment=reference_airline model.encoder.backend=custom \
         trainer=cpu                      # ensemble.size members, seeds seed .. seed+size-1
 
-The command trains the members with :func:`lstmkit.train.train` (each an ordinary run folder,
+The command trains the members with :func:`lstmkit.cli.train.train` (each an ordinary run folder,
 ``<run>/seed_<s>/``), then writes ``<run>/ensemble.json`` (every member's validation and test
 figures beside the ensemble's) and the ensemble's ``<run>/predictions.png``. The settings
 ``ensemble.size`` and ``ensemble.space`` come from the config (``experiment=reference_airline``
@@ -35,9 +35,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import ConfigError, check_argv, quiet_library_logging, run_cli
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
+from lstmkit.runtime.config_checks import ConfigError, check_argv, quiet_library_logging, run_cli
 
 log = get_logger(__name__)
 
@@ -174,7 +174,7 @@ def train_ensemble(
         cfg: a composed ``train`` config (``paths.output_dir`` is replaced per member).
         run_dir: the ensemble's folder.
         size, space: override ``cfg.ensemble.size`` / ``cfg.ensemble.space``.
-        train_fn: the training function (default :func:`lstmkit.train.train`).
+        train_fn: the training function (default :func:`lstmkit.cli.train.train`).
 
     Returns:
         ``{"seeds", "space", "members": [train()'s result per member], "val/mape",
@@ -182,10 +182,10 @@ def train_ensemble(
     """
     from hydra.utils import instantiate
 
-    from lstmkit.checkpoints import load_task
+    from lstmkit.runtime.checkpoints import load_task
 
     if train_fn is None:
-        from lstmkit.train import train as train_fn
+        from lstmkit.cli.train import train as train_fn
     default_size, default_space = ensemble_settings(cfg)
     size = default_size if size is None else size
     space = default_space if space is None else space
@@ -227,7 +227,7 @@ def train_ensemble(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "ensemble.json").write_text(json.dumps(summary, indent=2) + "\n")
     if cfg.get("plots", True):
-        from lstmkit import plots
+        from lstmkit.runtime import plots
 
         consecutive = getattr(datamodule, "consecutive_windows", False)
         plots.plot_predictions(pred, target, run_dir / "predictions.png", consecutive=consecutive)
@@ -262,18 +262,18 @@ def _hydra_main(cfg: DictConfig) -> float:
 
     quiet_library_logging()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    result = run_cli("python -m lstmkit.ensemble", lambda: train_ensemble(cfg, run_dir))
+    result = run_cli("python -m lstmkit.cli.ensemble", lambda: train_ensemble(cfg, run_dir))
     print("\n".join(summary_lines(result)))
     print(f"Run folder: {run_dir} (ensemble.json; members in seed_<s>/)")
     return float(result["test/mape"])
 
 
 def main() -> None:
-    """``python -m lstmkit.ensemble [OVERRIDES]``: the ``lstmkit-train`` overrides."""
-    from lstmkit.override_checks import precheck
+    """``python -m lstmkit.cli.ensemble [OVERRIDES]``: the ``lstmkit-train`` overrides."""
+    from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
-    command = "python -m lstmkit.ensemble"
+    command = "python -m lstmkit.cli.ensemble"
     run_cli(command, lambda: check_argv(argv, config_groups()))
     run_cli(command, lambda: precheck(command, "train", argv))
     _hydra_main()

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 
 #: Files whose presence marks a folder as holding a run.
 RUN_MARKERS = ("config.yaml", "metrics.json", "metrics.csv", "checkpoints")

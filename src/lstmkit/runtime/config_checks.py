@@ -4,6 +4,13 @@ Used by the entry points before anything is trained: ``check_argv`` runs before 
 (unknown config names such as ``data=foo``), ``check_config`` on the composed config (``???``
 left unset, unknown choices, negative sizes), and ``instantiate_checked`` turns a constructor's
 ``ValueError``/``TypeError`` into a :class:`ConfigError` that names the config group.
+
+The encoder's values (``model.encoder.*``) are not checked here: its constructor
+(`lstmkit.nn.build_lstm`, torch's rules) is their one rule. ``override_checks`` builds it on the
+``meta`` device before a command starts, and the run builds it inside the task; either way its
+``ValueError``/``TypeError`` becomes one line naming the key. The tables below cover what cannot
+be built that cheaply before the data is read (the task's head, the datamodule), with the same
+bounds as those constructors.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lstmkit._config_dir import group_options
 from lstmkit._errors import DataFileError, TrainingDivergedError
+from lstmkit.runtime._config_dir import group_options
 
 #: Exit status of a command stopped by a bad config (as argparse's usage errors).
 EXIT_CONFIG_ERROR = 2
@@ -27,9 +34,10 @@ EXIT_DIVERGED = 3
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.pooling": ("last", "mean", "max"),
     "model.loss": ("mse", "mae", "huber", "quantile", "gaussian"),
-    "model.encoder.recurrent_init": ("default", "orthogonal"),
-    "model.encoder.implementation": ("fused", "reference"),
 }
+#: The subtree whose values only its constructor checks (see the module docstring); its
+#: ``backend`` is checked against `lstmkit._backend_names`, the list the registry itself uses.
+ENCODER = "model.encoder"
 #: Keys (last name part, under ``data`` and ``model``) that must be integers >= 1 ...
 POSITIVE_INTS = {
     "hidden_size", "num_layers", "batch_size", "num_train", "num_val", "num_test", "seq_len",
@@ -95,7 +103,8 @@ def check_config(cfg: Any, backends: Sequence[str] = ()) -> None:
         if node is None:
             continue
         for key, value in _walk(node, group):
-            _check_value(key, value)
+            if not key.startswith(f"{ENCODER}."):
+                _check_value(key, value)
 
 
 def _check_value(key: str, value: Any) -> None:
@@ -205,7 +214,7 @@ def run_cli(command: str, fn: Callable[[], Any], run_dir: str | os.PathLike | No
             raise
         print(f"{command}: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG_ERROR) from None
-    except TrainingDivergedError as err:  # a NaN/Inf loss or gradient (lstmkit.callbacks)
+    except TrainingDivergedError as err:  # a NaN/Inf loss or gradient (lstmkit.runtime.callbacks)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"{command}: error: {err}", file=sys.stderr)
@@ -243,8 +252,8 @@ def discard_refused_run_dir(run_dir: str | os.PathLike) -> list[str]:
     import shutil
     from pathlib import Path
 
-    from lstmkit.guards import existing_run_files
-    from lstmkit.override_checks import EXISTING_BEFORE
+    from lstmkit.runtime.guards import existing_run_files
+    from lstmkit.runtime.override_checks import EXISTING_BEFORE
 
     folder = Path(run_dir)
     removed: list[str] = []

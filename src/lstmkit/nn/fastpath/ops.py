@@ -3,13 +3,13 @@
 `run_layer` is what `CustomLSTM` calls for each layer and direction. The forward and the
 backward are ``torch.library`` custom ops, so the rest of PyTorch sees them as operators:
 
-* **implementations**: one for every device, `lstmkit.nn.fused` (the C time loop on CPU where it
+* **implementations**: one for every device, `lstmkit.nn.fastpath.fused` (the C time loop on CPU where it
   applies, else torch ops); a fake (shape-only) implementation for ``torch.compile``,
   ``torch.export`` and FakeTensor tracing, from the same shape rule (`fused.saved_shapes`);
 * **autograd**: the backward op, with ``grad_output`` of unused outputs never materialised;
   when the backward itself runs with grad mode on (``create_graph=True``: gradient penalties,
   meta-learning, ``gradgradcheck``), the gradients are recomputed through the differentiable
-  `lstmkit.nn.composite` layer instead, so gradients of gradients are exact, never zero;
+  `lstmkit.nn.fastpath.composite` layer instead, so gradients of gradients are exact, never zero;
 * **torch.func** transforms and empty batches take the composite layer directly (see
   `run_layer`); a ``vmap`` over the backward alone (``gradcheck(check_batched_grad=True)``)
   runs the op once per batch entry through PyTorch's fallback.
@@ -73,7 +73,7 @@ def _forward_impl(
     batch_sizes: Tensor | None,
     keep: bool,
 ) -> ForwardResult:
-    """One layer and direction forward (`lstmkit.nn.fused.LayerInputs` in argument order, then
+    """One layer and direction forward (`lstmkit.nn.fastpath.fused.LayerInputs` in argument order, then
     ``keep``). Returns ``output, h_n, c_n`` and the nine `SavedBuffers` (empty where absent)."""
     inputs = LayerInputs(
         xp, h0, c0, weight_hh, weight_hr, peephole, ln_hh, ln_cell_weight, ln_cell_bias, ln_ih,
@@ -286,7 +286,7 @@ def run_layer(inputs: LayerInputs) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction: ``output (T, B, P)``, ``h_n (B, P)``, ``c_n (B, H)``.
 
     Through the custom op when traced (on CUDA the Triton one where it covers the call:
-    `lstmkit.nn.triton_ops`), through its implementation and autograd formula directly in
+    `lstmkit.nn.fastpath.triton_ops`), through its implementation and autograd formula directly in
     eager mode (`_EagerLayer`), and through the composite layer under a torch.func transform,
     in forward-mode AD or for an empty batch, where it gives the same numbers with every
     transform's rules.

@@ -1,7 +1,7 @@
 """``lstmkit-robustness``: test metrics of a checkpoint under noise, missing steps, truncation.
 
 ``robustness(cfg)`` is importable; ``main()`` is the command (``lstmkit-robustness``,
-``python -m lstmkit.robustness``). Writes ``robustness.csv`` (one row per perturbation and
+``python -m lstmkit.cli.robustness``). Writes ``robustness.csv`` (one row per perturbation and
 level, every test metric) and ``robustness.png`` (the degradation curves); the clean level of
 each perturbation is the plain test metric. See :mod:`lstmkit.research.robustness`.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import ConfigError, check_argv, check_config, run_cli
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
+from lstmkit.runtime.config_checks import ConfigError, check_argv, check_config, run_cli
 
 log = get_logger(__name__)
 
@@ -30,9 +30,9 @@ def robustness(cfg: DictConfig) -> dict[str, Any]:
     """
     import lightning.pytorch as pl
 
-    from lstmkit import plots, runs
     from lstmkit.research.loading import load_run
     from lstmkit.research.robustness import evaluate_robustness, main_metrics, write_csv
+    from lstmkit.runtime import plots, runs
 
     check_config(cfg)
     levels = {kind: perturbation_levels(kind, cfg.get(kind)) for kind in RANGES}
@@ -92,8 +92,8 @@ def perturbation_levels(kind: str, values: Any) -> list[float]:
 def _hydra_main(cfg: DictConfig) -> None:
     import lightning.pytorch  # noqa: F401
 
-    from lstmkit.config_checks import quiet_library_logging
     from lstmkit.research.robustness import main_metrics
+    from lstmkit.runtime.config_checks import quiet_library_logging
 
     quiet_library_logging()
     result = run_cli("lstmkit-robustness", lambda: robustness(cfg), run_dir=_run_dir())
@@ -108,8 +108,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``lstmkit-robustness ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-robustness --help``."""
-    from lstmkit.guards import check_argv_run_dir
-    from lstmkit.override_checks import precheck
+    from lstmkit.runtime.guards import check_argv_run_dir
+    from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
     run_cli("lstmkit-robustness", lambda: check_argv(argv, config_groups()))

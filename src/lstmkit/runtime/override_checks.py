@@ -2,13 +2,13 @@
 
 :func:`precheck` runs in each command's ``main()`` ahead of ``@hydra.main``. It composes the
 config exactly as the command will (Hydra's compose API, the same overrides) and stops at the
-first problem with a one-line :class:`~lstmkit.config_checks.ConfigError`:
+first problem with a one-line :class:`~lstmkit.runtime.config_checks.ConfigError`:
 
 1. override syntax (``data.seq_len==5``, an unclosed list) and ambiguous sweeps (``a=1,2``
    without ``--multirun``);
 2. unknown keys, with the closest key (``trainr.max_epochs`` -> ``trainer.max_epochs``) and,
    for a constructor argument the config does not set, the ``+key=value`` that adds it;
-3. the rules of :func:`lstmkit.config_checks.check_config` (``???``, choices, sizes);
+3. the rules of :func:`lstmkit.runtime.config_checks.check_config` (``???``, choices, sizes);
 4. each ``_target_`` node against its class's signature: unknown arguments, and values of the
    wrong type for the argument's default (``lr=abc``);
 5. values the constructors refuse (``lr=-1``, ``zoneout=1.5``, an unknown accelerator): the
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lstmkit.config_checks import ConfigError
+from lstmkit.runtime.config_checks import ConfigError
 
 #: Hydra's own command-line flags after which lstmkit checks nothing (help, printing configs).
 PASS_THROUGH = {
@@ -105,10 +105,59 @@ def _parse(overrides: list[str]) -> list[Any]:
             reason = reason.split(" expecting ")[0].replace(f": {text}", "")
             raise ConfigError(
                 f"{text!r} is not a valid override ({reason}): write key=value, a list as "
-                "key=[a,b], a text with special characters (, ; = [ ] {{ }} spaces) quoted "
+                "key=[a,b], a text with special characters (, ; = [ ] { } spaces) quoted "
                 "for Hydra inside shell quotes: \"key=';'\""
             ) from None
     return parsed
+
+
+def parse_arguments(
+    argv: Sequence[str],
+    function: Callable[..., Any],
+    keys: dict[str, str],
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """``key=value`` arguments of a command without a Hydra config (``lstmkit-predict``),
+    parsed the way every command parses its overrides (Hydra's override grammar: ``true``,
+    ``256``, ``null``, quoted texts) and checked against ``function``'s signature.
+
+    Args:
+        argv: the command line after the command's name.
+        function: what the arguments are passed to; its defaults give their types.
+        keys: the command-line key of each argument -> ``function``'s parameter name.
+        check: ``function``'s own rules for the values given (called with the parsed
+            arguments before the required ones are looked for), raising ``ConfigError``.
+
+    Returns:
+        ``{parameter name: value}`` for the arguments given (a path-like value as its text).
+
+    Raises:
+        ConfigError: bad syntax, an unknown key (with the closest one), a value of the wrong
+            type, or a missing required argument; one line naming the key.
+    """
+    params = inspect.signature(function).parameters
+    allowed = ", ".join(f"{k}=" for k in keys)
+    args: dict[str, Any] = {}
+    for text, override in zip(argv, _parse(list(argv)), strict=True):
+        key, raw = override.key_or_group, text.split("=", 1)[-1]
+        if override.is_sweep_override():
+            raise ConfigError(f"{text} is ambiguous: write a text with a comma as {key}='{raw}'")
+        if key not in keys or override.is_add() or override.is_delete() or override.is_force_add():
+            close = difflib.get_close_matches(key.lstrip("+~"), list(keys), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}={raw}?" if close else f"use {allowed}"
+            raise ConfigError(f"{text!r} is not an argument: {hint}")
+        param = params[keys[key]]
+        value = override.value()
+        check_value_type(key, value, param)
+        if _expected_type(param) is None and value is not None and not isinstance(value, str):
+            value = raw  # a path that reads as a number or a bool: the text as written
+        args[keys[key]] = value
+    if check is not None:
+        check(args)
+    for key, name in keys.items():
+        if params[name].default is inspect.Parameter.empty and name not in args:
+            raise ConfigError(f"{key} is required: pass {key}=<path>")
+    return args
 
 
 def compose_checked(config_name: str, overrides: list[str], config_dir: str | None) -> Any:
@@ -116,19 +165,17 @@ def compose_checked(config_name: str, overrides: list[str], config_dir: str | No
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.errors import ConfigCompositionException
 
-    from lstmkit._config_dir import CONFIG_DIR
+    from lstmkit.runtime._config_dir import CONFIG_DIR
 
     extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name, overrides=[*extra, *overrides], return_hydra_config=True)
-    except ConfigCompositionException as err:
+    except ConfigCompositionException as err:  # MissingConfigException too (a subclass)
         raise ConfigError(_composition_message(err, config_name, overrides, config_dir)) from None
-    except MissingConfigException as err:
-        raise ConfigError(str(err).strip().splitlines()[0]) from None
     finally:
         GlobalHydra.instance().clear()
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in the real run
@@ -223,7 +270,7 @@ def check_composed(cfg: Any, command: str) -> None:
     """The checks 3-6 of the module docstring on a composed config."""
     from omegaconf import DictConfig, OmegaConf, open_dict
 
-    from lstmkit.config_checks import check_config
+    from lstmkit.runtime.config_checks import check_config
 
     with open_dict(cfg):
         cfg = cfg.copy()
@@ -255,6 +302,21 @@ def check_composed(cfg: Any, command: str) -> None:
         check_constructor("data", cfg.data, _build_plain(cfg.data._target_))
     if isinstance(cfg.get("trainer"), DictConfig) and "_target_" in cfg.trainer:
         _check_lightning(cfg)
+
+
+def check_encoder(cfg: Any) -> None:
+    """``cfg.model.encoder`` built by its own constructor (`lstmkit.nn.build_lstm`, on the
+    ``meta`` device): the one rule for the encoder's values, for a config that did not come
+    through :func:`precheck` (``lstmkit.cli.train.train(cfg)`` from Python).
+
+    Raises:
+        ConfigError: the value the constructor refuses, in one line naming its key.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.select(cfg, "model.encoder")
+    if isinstance(node, DictConfig):
+        check_constructor("model.encoder", node, _build_encoder)
 
 
 def _backend_names() -> tuple[str, ...]:
@@ -323,7 +385,12 @@ def _check_type(key: str, child: Any, param: inspect.Parameter) -> None:
 
     if not isinstance(child, ValueNode) or child._is_interpolation():
         return
-    value = child._value()
+    check_value_type(key, child._value(), param)
+
+
+def check_value_type(key: str, value: Any, param: inspect.Parameter) -> None:
+    """``value`` has the type of ``param`` (that of its default, or of a plain annotation):
+    true/false for a bool, an integer for an int, a number for a float; anything else passes."""
     if value is None or (isinstance(value, str) and value == "???"):
         return
     if value == "auto" and param.name in AUTO_ARGUMENTS:
@@ -371,7 +438,8 @@ def _expected_type(param: inspect.Parameter) -> type | None:
 
 def check_constructor(key: str, node: Any, build: Callable[[dict[str, Any]], Any]) -> None:
     """Build ``node`` with ``build``; a ``ValueError``/``TypeError`` names the key whose value
-    the constructor refuses (found by building again with each key left at its default)."""
+    the constructor refuses (found by building again with each key left at its default, or, for
+    a required argument, the key its message starts with)."""
     from omegaconf import OmegaConf
 
     kwargs = OmegaConf.to_container(node, resolve=True)
@@ -393,6 +461,10 @@ def check_constructor(key: str, node: Any, build: Callable[[dict[str, Any]], Any
         if message.startswith(f"{name}="):
             raise ConfigError(f"{key}.{message}") from None
         raise ConfigError(f"{key}.{name}={value!r} is not allowed: {message}") from None
+    # a required argument (no default to fall back on): the message names it first
+    name = message.split(" ", 1)[0].split("=", 1)[0]
+    if name in kwargs:
+        raise ConfigError(f"{key}.{name}={kwargs[name]!r} is not allowed: {message}") from None
     raise ConfigError(f"{key}: {message}") from None
 
 

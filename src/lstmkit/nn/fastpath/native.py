@@ -4,7 +4,7 @@ time loops in C.
 On CPU a step of a hand-written LSTM is a GEMM plus ~10 small elementwise ops, each paying a
 dispatch and a pass over memory. `_kernels.c` does all of a step's elementwise work in one
 vectorised loop each way. ``pip install`` compiles it into the package, one library per vector
-ISA (AVX-512, AVX2, portable x86-64; NEON on aarch64: `lstmkit.nn.kernel_build`), and
+ISA (AVX-512, AVX2, portable x86-64; NEON on aarch64: `lstmkit.nn.fastpath.kernel_build`), and
 `kernels()` loads the best build this CPU runs through ctypes. A source tree without a build
 compiles it at first use with the system C compiler (``$CC`` or ``cc``) into
 ``settings.cache_dir``. The log says which build loaded.
@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..settings import settings
 from . import kernel_build
-from .settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class Kernels:
         batch_sizes: Tensor | None, acts: Tensor, cells: Tensor, tanh_cells: Tensor, out: Tensor,
         pre_proj: Tensor | None, ln: SimpleNamespace | None, keep: bool = True,
     ) -> None:  # fmt: skip
-        """A layer's whole forward time loop (see `lstmkit.nn.fused`), in one call.
+        """A layer's whole forward time loop (see `lstmkit.nn.fastpath.fused`), in one call.
 
         ``xp, acts (T, B, 4H)``; ``h0 (B, P)``; ``c0 (B, H)``; ``weight_hh (4H, P)``;
         ``weight_hr (P, H)`` or None; ``batch_sizes``: int64 ``(T,)`` or None (all rows);

@@ -1,7 +1,7 @@
 """``lstmkit-train``: fit a task on a datamodule, then test the best checkpoint.
 
 ``train(cfg)`` does the work and is importable; ``main()`` is the command (``lstmkit-train``,
-``python -m lstmkit.train``). Heavy modules (torch, Lightning, torchmetrics) are imported inside
+``python -m lstmkit.cli.train``). Heavy modules (torch, Lightning, torchmetrics) are imported inside
 ``train`` so that ``--help`` and ``--cfg job`` answer at once.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lstmkit._config_dir import CONFIG_DIR, config_groups
 from lstmkit._logging import get_logger
-from lstmkit.config_checks import check_argv, check_config, quiet_library_logging, run_cli
-from lstmkit.guards import check_argv_run_dir
+from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
+from lstmkit.runtime.config_checks import check_argv, check_config, quiet_library_logging, run_cli
+from lstmkit.runtime.guards import check_argv_run_dir
 
 log = get_logger(__name__)
 
@@ -36,10 +36,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Raises:
         ConfigError: a bad value, before anything is trained.
     """
-    from lstmkit import runs
     from lstmkit._backend_names import BACKEND_NAMES
+    from lstmkit.runtime import runs
+    from lstmkit.runtime.override_checks import check_encoder
 
     check_config(cfg, backends=BACKEND_NAMES)
+    check_encoder(cfg)  # the encoder's constructor: the one rule for its values
     _check_files(cfg)
     with runs.torch_threads(cfg.get("num_threads")), runs.expected_warnings_ignored():
         return _train(cfg)
@@ -48,12 +50,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _train(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
 
-    from lstmkit import runs
-    from lstmkit.checkpoints import load_checkpoint, safe_globals
-    from lstmkit.config_checks import instantiate_checked
+    from lstmkit.runtime import runs
+    from lstmkit.runtime.checkpoints import load_checkpoint, safe_globals
+    from lstmkit.runtime.config_checks import instantiate_checked
 
     output_dir = Path(cfg.paths.output_dir)
-    from lstmkit import determinism
+    from lstmkit.runtime import determinism
 
     determinism.write_record(determinism.apply(cfg), output_dir)  # deterministic=true
     if cfg.get("seed") is not None:
@@ -90,7 +92,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                 model=model,
                 datamodule=datamodule,
                 ckpt_path=cfg.get("ckpt_path"),
-                weights_only=True,  # untrusted checkpoints: see lstmkit.checkpoints
+                weights_only=True,  # untrusted checkpoints: see lstmkit.runtime.checkpoints
             )
     fit_metrics = runs.tensor_metrics(trainer.callback_metrics)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -145,8 +147,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 def _check_files(cfg: DictConfig) -> None:
     """Before anything is loaded: the run folder is writable and holds no other run, and a
     ``ckpt_path`` to resume from is a safe lstmkit checkpoint of the same task."""
-    from lstmkit import guards
-    from lstmkit.checkpoints import check_resume
+    from lstmkit.runtime import guards
+    from lstmkit.runtime.checkpoints import check_resume
 
     ckpt_path = cfg.get("ckpt_path")
     requeued = None if ckpt_path else guards.requeue_checkpoint(cfg.paths.output_dir)
@@ -155,7 +157,7 @@ def _check_files(cfg: DictConfig) -> None:
         with open_dict(cfg):
             cfg.ckpt_path = ckpt_path = str(requeued)
     guards.check_output_dir(cfg.paths.output_dir)
-    from lstmkit.distributed import is_launched_rank
+    from lstmkit.runtime.distributed import is_launched_rank
 
     # a DDP worker (local rank > 0) joins the run folder its rank 0 has just started
     if cfg.get("train", True) and not is_launched_rank():
@@ -206,7 +208,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``lstmkit-train [OVERRIDES]``; see ``lstmkit-train --help``."""
-    from lstmkit.override_checks import precheck
+    from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
     run_cli("lstmkit-train", lambda: check_argv(argv, config_groups()))

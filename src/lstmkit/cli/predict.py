@@ -21,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from lstmkit._errors import DataFileError
-from lstmkit.config_checks import ConfigError, run_cli
+from lstmkit._validation import check_int
+from lstmkit.runtime.config_checks import ConfigError, run_cli
 
 USAGE = __doc__.split("\n\n")[1]
-KEYS = ("ckpt_path", "input", "output", "overwrite", "batch_size")
+#: The command line's keys -> :func:`predict`'s arguments.
+KEYS = {
+    "ckpt_path": "ckpt_path",
+    "input": "input_path",
+    "output": "output",
+    "overwrite": "overwrite",
+    "batch_size": "batch_size",
+}
 
 
 def default_output(input_path: str | Path) -> Path:
@@ -42,6 +50,19 @@ def resolve_output(input_path: str | Path, output: str | Path | None) -> Path:
     if output.is_dir():
         return output / default_output(input_path).name
     return output
+
+
+def check_values(args: dict[str, Any]) -> None:
+    """:func:`predict`'s rules for its values (one place, for Python callers and the command).
+
+    Raises:
+        ConfigError: ``batch_size`` is not an integer >= 1.
+    """
+    if "batch_size" in args:
+        try:
+            check_int("batch_size", args["batch_size"])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
 
 
 def _check_path_argument(name: str, value: Any) -> None:
@@ -66,6 +87,7 @@ def predict(
         ConfigError: a bad checkpoint or an output file that exists (without ``overwrite``).
         DataFileError: a bad input file (names the file and the problem).
     """
+    check_values({"batch_size": batch_size})
     _check_path_argument("ckpt_path", ckpt_path)
     _check_path_argument("input_path", input_path)
     if output is not None:
@@ -79,12 +101,12 @@ def predict(
     if not Path(input_path).exists():
         raise DataFileError(input_path, "no such file")
 
-    from lstmkit.checkpoints import datamodule_class, load_checkpoint, load_task
     from lstmkit.data.filebase import FileDataModule
-    from lstmkit.guards import check_output_dir
+    from lstmkit.runtime.checkpoints import datamodule_class, load_checkpoint, load_task
+    from lstmkit.runtime.guards import check_output_dir
 
     check_output_dir(output.parent, "output")
-    # weights_only=True and allow-listed lstmkit classes only: see lstmkit.checkpoints
+    # weights_only=True and allow-listed lstmkit classes only: see lstmkit.runtime.checkpoints
     checkpoint = load_checkpoint(ckpt_path)
     dm_cls = datamodule_class(checkpoint, ckpt_path)
     if dm_cls is None:
@@ -130,27 +152,16 @@ def run_model(model: Any, dataset: Any, batch_size: int) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
-    """``key=value`` arguments (as the other lstmkit commands) -> :func:`predict` arguments."""
-    args: dict[str, Any] = {"output": None, "overwrite": False, "batch_size": 256}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in KEYS:
-            raise ConfigError(f"{arg!r} is not an argument: use {'=, '.join(KEYS)}=")
-        if key == "overwrite":
-            if value.lower() not in ("true", "false"):
-                raise ConfigError(f"overwrite={value!r} is not allowed: choose true or false")
-            args[key] = value.lower() == "true"
-        elif key == "batch_size":
-            if not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"batch_size={value!r} is not allowed: must be an integer >= 1")
-            args[key] = int(value)
-        else:
-            args[key] = value
-    for key in ("ckpt_path", "input"):
-        if key not in args:
-            raise ConfigError(f"{key} is required: pass {key}=<path>")
-    args["input_path"] = args.pop("input")
-    return args
+    """``key=value`` arguments -> :func:`predict` arguments, parsed as every lstmkit command
+    parses its overrides (Hydra's grammar) and checked against :func:`predict` itself
+    (`lstmkit.runtime.override_checks.parse_arguments`).
+
+    Raises:
+        ConfigError: the first bad argument, in one line naming its key.
+    """
+    from lstmkit.runtime.override_checks import parse_arguments
+
+    return parse_arguments(argv, predict, KEYS, check=check_values)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         args = parse_args(argv)
         frame = predict(**args)
-        out = resolve_output(args["input_path"], args["output"])
+        out = resolve_output(args["input_path"], args.get("output"))
         print(f"{len(frame)} predictions written to {out}")
 
     run_cli("lstmkit-predict", run)

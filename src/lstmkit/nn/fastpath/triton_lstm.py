@@ -1,4 +1,4 @@
-"""One layer and direction of the fused LSTM (`lstmkit.nn.fused`) as Triton kernels, for CUDA.
+"""One layer and direction of the fused LSTM (`lstmkit.nn.fastpath.fused`) as Triton kernels, for CUDA.
 
 A time step costs two launches each way instead of 8-15 torch ops:
 
@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .cell import LAYER_NORM_EPS
+from ..cell import LAYER_NORM_EPS
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # With a layer norm one program holds a whole row of 4H gates; beyond this it would spill.

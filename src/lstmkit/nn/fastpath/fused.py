@@ -13,7 +13,7 @@ recurrence leaves the time loop:
 
 The elementwise work of a step runs in one of two implementations of the same equations:
 
-* **native** — one C loop each way (`lstmkit.nn.native`), for the plain and the layer-norm LSTM
+* **native** — one C loop each way (`lstmkit.nn.fastpath.native`), for the plain and the layer-norm LSTM
   on CPU when a C compiler is available; the whole time loop runs in C too, one call per layer
   and direction each way (no per-step Python or dispatch), with the per-step GEMMs through
   lstmkit's own GEMM (float32, AVX-512/AVX2/NEON builds; batch rows split over torch's OpenMP
@@ -44,10 +44,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .cell import LAYER_NORM_EPS
+from ..cell import LAYER_NORM_EPS
+from ..settings import settings
 from .native import Kernels
 from .native import kernels as native_kernels
-from .settings import settings
 
 # oneDNN's packed GEMM: the per-step matmuls reuse one weight T times, and on CPU packing it once
 # per call measured 1.5-2.3x faster than torch.mm (which repacks the weight on every step) from
@@ -59,7 +59,7 @@ ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
 
 def functorch_active() -> bool:
     """Whether a torch.func transform (grad, vmap, jacrev, ...) is tracing this call: then the
-    layer runs as plain differentiable torch ops (`lstmkit.nn.composite`), which every
+    layer runs as plain differentiable torch ops (`lstmkit.nn.fastpath.composite`), which every
     transform understands."""
     return torch._C._functorch.peek_interpreter_stack() is not None
 
@@ -155,7 +155,7 @@ class _PackedLinear(torch.autograd.Function):
 
 class LayerInputs(NamedTuple):
     """What one layer and direction computes from (internal gate order o, i, f, g where it
-    applies). The field order is the custom op's argument order (`lstmkit.nn.ops`).
+    applies). The field order is the custom op's argument order (`lstmkit.nn.fastpath.ops`).
 
     xp: ``(T, B, 4H)`` input projection plus biases; with ``ln_ih``, the projection alone (no
         bias): the layer normalises it itself.
