@@ -140,7 +140,7 @@ def test_research_code_api_without_hydra(tmp_path):
 
 # ----------------------------------------------------------------- the budget from the data
 def test_auto_patience_counts_optimizer_steps_in_epochs():
-    from lstmkit.runs import auto_patience
+    from lstmkit.runtime.runs import auto_patience
 
     # 300 steps of patience, within 10..50 epochs; the plateau scheduler gets a third
     assert [auto_patience(b) for b in (1, 2, 6, 10, 32, 1000)] == [

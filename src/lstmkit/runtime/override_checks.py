@@ -376,7 +376,7 @@ def check_signature(key: str, node: Any) -> None:
 
 
 #: Arguments whose value ``auto`` the run replaces from the data before anything is built
-#: (``lstmkit.runs.resolve_auto_patience``): early stopping's and the plateau scheduler's.
+#: (``lstmkit.runtime.runs.resolve_auto_patience``): early stopping's and the plateau scheduler's.
 AUTO_ARGUMENTS = ("patience",)
 
 

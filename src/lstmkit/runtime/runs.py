@@ -289,7 +289,7 @@ def check_resume_fits(
 
 def restore_best(model: LightningModule, path: str) -> None:
     """Load the weights of the best checkpoint (``path``) into ``model`` after fitting."""
-    from lstmkit.checkpoints import load_checkpoint
+    from lstmkit.runtime.checkpoints import load_checkpoint
 
     model.load_state_dict(load_checkpoint(path)["state_dict"])
     log.info("Restored the best checkpoint's weights: %s", path)
