@@ -87,6 +87,10 @@ class SequenceRegressor(SequenceTask):
             needs ``target_channels``. Usually combined with ``residual``.
         vocab_size, embedding_dim, padding_idx: token inputs through an embedding.
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps.
+        frontend: a convolutional front end before the encoder (``lstmkit.nn.ConvFrontEnd``
+            arguments: ``channels``, ``kernel_size``, ``stride``, ``num_layers``, ``norm``,
+            ``dropout``), which shortens long sequences about ``stride ** num_layers``-fold;
+            None (default): off. Not with ``tbptt_steps`` or ``stateful``.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
         dropout: dropout before each head layer.
         loss: ``"mse"``, ``"mae"``, ``"huber"``, or a probabilistic forecast (see
@@ -131,6 +135,7 @@ class SequenceRegressor(SequenceTask):
         vocab_size: int | None = None,
         embedding_dim: int | None = None,
         padding_idx: int | None = None,
+        frontend: Mapping[str, Any] | None = None,
         pooling: str = "last",
         head_hidden_size: int = 0,
         dropout: float = 0.0,
