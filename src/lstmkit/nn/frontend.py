@@ -56,14 +56,8 @@ class ConvFrontEnd(nn.Module):
         norm: a ``LayerNorm`` over the channels of each step after each convolution.
         dropout: dropout after each block's activation.
 
-    Inputs: ``x, lengths``
-        - x: ``(B, T, C)`` float features.
-        - lengths: ``(B,)`` integer valid steps per sequence, or None when all fill ``T``.
-
-    Outputs: ``y, lengths'``
-        - y: ``(B, T', channels)``, zero at each sequence's padded steps, with
-          ``T' = ConvFrontEnd.output_length(T)``.
-        - lengths': ``(B,)`` int64 valid steps of ``y`` (None when ``lengths`` is None).
+    Shapes: ``x (B, T, C)`` and ``lengths (B,)`` (or None) in, ``y (B, T', channels)`` and
+    ``lengths' (B,)`` out, with ``T' = output_length(T)``; see :meth:`forward`.
 
     Example:
         >>> front = ConvFrontEnd(3, channels=16, kernel_size=5, stride=2, num_layers=2)
@@ -115,6 +109,17 @@ class ConvFrontEnd(nn.Module):
         return int(out) if isinstance(lengths, int) else out
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Shorten a batch of sequences.
+
+        Args:
+            x: ``(B, T, C)`` float features.
+            lengths: ``(B,)`` integer valid steps per sequence, or None when all fill ``T``.
+
+        Returns:
+            ``(y, lengths')``: ``y`` ``(B, T', channels)`` with ``T' = output_length(T)``,
+            zero at each sequence's padded steps, and ``lengths'`` the ``(B,)`` int64 valid
+            steps of ``y`` (None when ``lengths`` is None).
+        """
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"ConvFrontEnd: x has shape {tuple(x.shape)}, expected (batch, time, "

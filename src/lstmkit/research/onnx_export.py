@@ -95,6 +95,7 @@ class FullSequenceGraph(nn.Module):
         )
         self.lstm.load_state_dict(core.state_dict())
         self.embedding = model.embedding
+        self.frontend = getattr(model, "frontend", None)  # a ConvFrontEnd, or None
         self.head = model.head
         self.per_step = bool(model.per_step)
         self.pooling = model.hparams.get("pooling", "last")
@@ -104,6 +105,8 @@ class FullSequenceGraph(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.embedding is not None:
             x = self.embedding(x)  # (B, T) -> (B, T, E)
+        if self.frontend is not None:
+            x, _ = self.frontend(x)  # (B, T, C) -> (B, T', channels)
         output, (h_n, _) = self.lstm(x)  # (B, T, D*P), (L*D, B, P)
         if self.per_step:
             features = output
@@ -123,6 +126,12 @@ class StepGraph(nn.Module):
             raise ExportError(
                 "model.encoder.bidirectional=true: a single-step graph cannot stream a "
                 "bidirectional LSTM (the reverse direction needs the whole sequence); export "
+                "graph=full"
+            )
+        if getattr(model, "frontend", None) is not None:
+            raise ExportError(
+                "model.frontend: a convolutional front end reads several input steps for each "
+                "encoder step, so the model cannot run one input step at a time; export "
                 "graph=full"
             )
         pooling = model.hparams.get("pooling", "last")

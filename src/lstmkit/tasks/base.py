@@ -112,7 +112,7 @@ class SequenceTask(LightningModule, ABC):
 
         hp = self.hparams
         needs_steps = [
-            (name, off)
+            (name, value, off)
             for name, value, off in (
                 ("per_step", self.per_step, "false"),
                 ("tbptt_steps", hp.get("tbptt_steps"), "null"),
@@ -121,10 +121,10 @@ class SequenceTask(LightningModule, ABC):
             if value
         ]
         if needs_steps:
-            name, off = needs_steps[0]
+            name, value, off = needs_steps[0]
             raise ValueError(
                 f"frontend={to_plain(config)}: a convolutional front end shortens the sequence, "
-                f"but {name}={hp.get(name, self.per_step)!r} needs one encoder step per input "
+                f"but {name}={value!r} needs one encoder step per input "
                 f"step; set {name}={off}, or frontend=null (model/frontend=null: no front end)"
             )
         try:
