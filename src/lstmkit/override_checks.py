@@ -148,6 +148,14 @@ def _composition_message(
             f"{arg} is ambiguous: write a list as {key}=[{value}], a text as {key}='{value}', "
             "or sweep over the values with --multirun"
         )
+    if first.startswith("Could not override 'model/frontend'. No match in the defaults"):
+        chosen = [o for o in overrides if o.startswith("model=")]
+        model = chosen[-1] if chosen else "the chosen model"
+        return (
+            f"model/frontend is not an option of {model}: a convolutional front end "
+            "shortens the input, and only model=classifier and model=regressor read a "
+            "shortened sequence (one output per sequence); drop model/frontend"
+        )
     cause = err.__cause__
     if first.startswith("Could not override") and cause is not None:
         arg_key = first.split("'", 2)[1]
