@@ -101,6 +101,9 @@ def test_bad_inputs_are_refused_with_the_expected_shapes():
         front(torch.randn(3, 7, 5))
     with pytest.raises(ValueError, match=r"lengths has shape \(2,\), expected \(batch,\) = \(3,\)"):
         front(torch.randn(3, 7, 2), torch.tensor([7, 3]))
+    for bad in ([7, 0, 3], [8, 7, 3]):  # a length of 0 or past T: refused, not clamped
+        with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=7\]"):
+            front(torch.randn(3, 7, 2), torch.tensor(bad))
 
 
 def test_build_frontend_from_a_config():

@@ -132,6 +132,13 @@ class ConvFrontEnd(nn.Module):
                     f"ConvFrontEnd: lengths has shape {tuple(lengths.shape)}, expected "
                     f"(batch,) = ({x.shape[0]},)"
                 )
+            if not torch.compiler.is_compiling():  # as the encoder would without a front end
+                low, high = (int(v) for v in torch.aminmax(lengths))
+                if low < 1 or high > x.shape[1]:
+                    raise ValueError(
+                        f"ConvFrontEnd: lengths must lie in [1, T={x.shape[1]}], got values in "
+                        f"[{low}, {high}]"
+                    )
         for conv, norm in zip(self.convs, self.norms, strict=True):
             if lengths is not None:  # padded steps read as zeros, however many there are
                 keep = torch.arange(x.shape[1], device=x.device) < lengths.unsqueeze(1)  # (B, T)
