@@ -50,6 +50,17 @@ def test_every_model_and_encoder_config_instantiates(cfg_factory, model, encoder
     assert out.shape == ((2, 4) if model == "classifier" else (2, 3, 2))
 
 
+@pytest.mark.parametrize("frontend", group_options("model/frontend"))
+@pytest.mark.parametrize("model", ["classifier", "regressor"])
+def test_every_frontend_config_instantiates(cfg_factory, model, frontend):
+    cfg = cfg_factory(f"model={model}", f"model/frontend={frontend}")
+    sizes = {"num_classes": 4} if model == "classifier" else {"output_size": 2, "horizon": 3}
+    task = instantiate(cfg.model, input_size=3, **sizes)
+    assert task.encoder.input_size == task.frontend.channels == cfg.model.frontend.channels
+    out = task(torch.randn(2, 50, 3), torch.tensor([50, 9]))
+    assert out.shape == ((2, 4) if model == "classifier" else (2, 3, 2))
+
+
 @pytest.mark.parametrize("optimizer", group_options("model/optimizer"))
 @pytest.mark.parametrize("scheduler", group_options("model/scheduler"))
 def test_every_optimizer_and_scheduler_config_instantiates(cfg_factory, optimizer, scheduler):

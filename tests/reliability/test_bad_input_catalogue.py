@@ -362,6 +362,28 @@ PRECHECK = [
     C("export without ckpt_path", "export", (), "ckpt_path is required"),
     C("export key typo", "export", "ckpt_path=x.ckpt formt=onnx", "did you mean format=onnx"),
     C("export unclosed list", "export", "ckpt_path=x.ckpt graphs=[full", "not a valid override"),
+    C(
+        "frontend stride 0",
+        "train",
+        "model/frontend=conv model.frontend.stride=0",
+        "model.frontend.stride=0",
+        "integer >= 1",
+    ),
+    C(
+        "frontend on seq2seq",
+        "train",
+        "model=seq2seq data=copy model/frontend=conv",
+        "model/frontend is not an option of model=seq2seq",
+        "model=classifier and model=regressor",
+    ),
+    C(
+        "frontend unknown option",
+        "train",
+        "model/frontend=conv +model.frontend.padding=2",
+        "model.frontend.padding=2",
+        "not a front-end option",
+        "kernel_size",
+    ),
 ]
 
 # ------------------------------------------------------------------ files, checkpoints, runs
@@ -574,6 +596,14 @@ RUN = [
     C("inspect layer -2 of 1", "inspect", "ckpt_path={reg_ckpt} layer=-2", "layer=-2"),
     C("inspect split train", "inspect", "ckpt_path={reg_ckpt} split=train", "split='train'"),
     C("inspect negative sample", "inspect", "ckpt_path={reg_ckpt} samples=[-1]", "samples=[-1]"),
+    C(
+        "frontend with per-step labels",
+        "run",
+        "data=copy model=classifier model/frontend=conv",
+        "model.frontend=",
+        "per_step=True",
+        "frontend=null",
+    ),
 ]
 CASES = PRECHECK + RUN
 

@@ -129,3 +129,28 @@ def test_lstmkit_inspect_on_a_finished_run(adding_run, tmp_path):
     with pytest.raises(ConfigError, match="samples"):
         inspect_gates(bad)
     GlobalHydra.instance().clear()
+
+
+def test_gates_of_a_model_with_a_front_end_are_over_the_encoder_steps(tmp_path):
+    """With a convolutional front end the encoder reads T' = front.output_length(T) steps: the
+    recording, its last valid step (h_n) and the report use those steps and lengths."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(
+        {"backend": "cudnn", "hidden_size": 6}, num_classes=3, input_size=2,
+        frontend={"channels": 4, "kernel_size": 5, "stride": 2, "num_layers": 2},
+    ).eval()  # fmt: skip
+    x, lengths = torch.randn(3, 30, 2), torch.tensor([30, 13, 4])
+    trace = record_task_gates(model, x, lengths)
+    steps = model.frontend.output_length(lengths)  # 30 -> 15 -> 8; 13 -> 7 -> 4; 4 -> 2 -> 1
+    assert steps.tolist() == [8, 4, 1] and trace.forget_gate.shape == (1, 3, 8, 6)
+    with torch.no_grad():
+        y, short = model.frontend(x, lengths)
+        _, (h_n, _) = model.encoder(y, lengths=short)
+    torch.testing.assert_close(trace.hidden[0, torch.arange(3), steps - 1], h_n[0], atol=1e-5,
+                               rtol=1e-5)  # fmt: skip
+    save_gate_report(model, (x, torch.zeros(3), lengths), tmp_path)
+    report = json.loads((tmp_path / "gate_summary.json").read_text())
+    assert report["lengths"] == [8, 4, 1]
+    assert [sum(v is not None for v in row) for row in report["forget_gate_mean_by_step"]] == [
+        8, 4, 1
+    ]  # fmt: skip

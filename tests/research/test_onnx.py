@@ -138,3 +138,13 @@ def test_lstmkit_export_command(adding_run, tmp_path):
     with pytest.raises(ConfigError, match="format='tflite'"):
         export(bad)
     GlobalHydra.instance().clear()
+
+
+def test_a_front_end_exports_the_full_graph_and_refuses_the_step_one(tmp_path):
+    torch.manual_seed(0)
+    model = _classifier("custom", frontend={"channels": 6, "kernel_size": 5}).eval()
+    with pytest.raises(ExportError, match=r"model\.frontend: .*export graph=full"):
+        export_onnx(model, tmp_path / "step", graphs=("step",))
+    paths = export_onnx(model, tmp_path / "full", graphs=("full",))
+    for steps, batch in ((7, 3), (1, 1), (40, 5)):  # dynamic batch and time axes
+        assert check_onnx(model, paths, batch=batch, steps=steps)["full"] < TOLERANCE

@@ -12,6 +12,7 @@ from .base import LSTMBase, LSTMInputError
 from .cell import Gates, LayerWeights, LSTMCell, lstm_step
 from .cudnn import CudnnLSTM
 from .custom import CustomLSTM
+from .frontend import FRONTEND_KEYS, ConvFrontEnd, build_frontend
 from .gates import GateTrace, record_gates, to_custom
 from .registry import BACKEND_NAMES, BACKENDS, CUSTOM_ONLY_OPTIONS, build_lstm
 from .settings import flags, settings
@@ -20,7 +21,9 @@ __all__ = [
     "BACKENDS",
     "BACKEND_NAMES",
     "CUSTOM_ONLY_OPTIONS",
+    "FRONTEND_KEYS",
     "AutoLSTM",
+    "ConvFrontEnd",
     "CudnnLSTM",
     "CustomLSTM",
     "GateTrace",
@@ -29,6 +32,7 @@ __all__ = [
     "LSTMCell",
     "LSTMInputError",
     "LayerWeights",
+    "build_frontend",
     "build_lstm",
     "flags",
     "lstm_step",

@@ -31,12 +31,23 @@ def encoder_input(model: LightningModule, x: Tensor, lengths: Tensor | None) -> 
     """What ``model.encoder`` reads for a batch ``x``: embedded tokens, reversed input, ..."""
     if hasattr(model, "encoder_input"):  # Seq2SeqLSTM: reversal and embedding
         return model.encoder_input(x, lengths)
+    if hasattr(model, "encoder_inputs"):  # SequenceTask: embedding and front end
+        return model.encoder_inputs(x, lengths)[0]
     embedding = getattr(model, "embedding", None)
     if embedding is not None:
         if x.dim() == 3 and x.shape[-1] == 1:
             x = x.squeeze(-1)
         return embedding(x.long())  # (B, T) -> (B, T, E)
     return x
+
+
+def encoder_lengths(model: LightningModule, lengths: Tensor | None) -> Tensor | None:
+    """The valid steps the encoder reads: ``lengths`` ``(B,)``, shortened by the model's
+    convolutional front end when it has one (None stays None)."""
+    frontend = getattr(model, "frontend", None)
+    if frontend is None or lengths is None:
+        return lengths
+    return frontend.output_length(torch.as_tensor(lengths))
 
 
 @torch.no_grad()
@@ -51,14 +62,17 @@ def record_task_gates(
         x: ``(B, T, C)`` floats or ``(B, T)`` token ids; lengths: ``(B,)`` or None.
 
     Returns:
-        ``GateTrace`` with fields ``(num_layers * num_directions, B, T, hidden)``.
+        ``GateTrace`` with fields ``(num_layers * num_directions, B, T, hidden)``; ``T`` is
+        the encoder's steps, ``T'`` after a convolutional front end (valid steps:
+        :func:`encoder_lengths`).
     """
     was_training = model.training
     model.eval()
     try:
         core = to_custom(model.encoder)  # the module itself for the custom backend
         core.eval()
-        _, _, trace = core(encoder_input(model, x, lengths), lengths=lengths, return_gates=True)
+        inputs, steps = encoder_input(model, x, lengths), encoder_lengths(model, lengths)
+        _, _, trace = core(inputs, lengths=steps, return_gates=True)
     finally:
         model.train(was_training)
     return trace
@@ -128,6 +142,7 @@ def save_gate_report(
     x, lengths = batch[0], batch[-1]
     x, lengths = x.to(model.device), lengths.to(model.device)
     trace = record_task_gates(model, x, lengths)
+    lengths = encoder_lengths(model, lengths)  # the encoder's steps (fewer with a front end)
     ids = list(sample_ids) if sample_ids is not None else list(range(len(x)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,6 +282,7 @@ class GateInspection(Callback):
 __all__ = [
     "GateInspection",
     "encoder_input",
+    "encoder_lengths",
     "gate_summary",
     "pick_samples",
     "record_task_gates",

@@ -66,6 +66,7 @@ def supported_graphs(model: nn.Module) -> tuple[str, ...]:
     """The graphs of :data:`GRAPHS` that can compute ``model`` exactly."""
     _check_task(model)
     streams = not level_options(model) and model.num_directions == 1
+    streams = streams and getattr(model, "frontend", None) is None
     pooling = model.hparams.get("pooling", "last")
     streams = streams and (model.per_step or pooling == "last")
     full = not variants(model.encoder)
@@ -107,6 +108,7 @@ class FullSequenceGraph(nn.Module):
         )
         self.lstm.load_state_dict(core.state_dict())
         self.embedding = model.embedding
+        self.frontend = getattr(model, "frontend", None)  # a ConvFrontEnd, or None
         self.head = model.head
         self.per_step = bool(model.per_step)
         self.pooling = model.hparams.get("pooling", "last")
@@ -128,6 +130,8 @@ class FullSequenceGraph(nn.Module):
             x = x - (last @ self.pick).unsqueeze(1)  # (B, T, C)
         if self.embedding is not None:
             x = self.embedding(x)  # (B, T) -> (B, T, E)
+        if self.frontend is not None:
+            x, _ = self.frontend(x)  # (B, T, C) -> (B, T', channels)
         output, (h_n, _) = self.lstm(x)  # (B, T, D*P), (L*D, B, P)
         if self.per_step:
             features = output
@@ -158,6 +162,12 @@ class StepGraph(nn.Module):
                 f"model.{options[0]}: each step's output would need the window's last value "
                 "before the window has ended, so a single step cannot compute it; export "
                 "graph=full (which does)"
+            )
+        if getattr(model, "frontend", None) is not None:
+            raise ExportError(
+                "model.frontend: a convolutional front end reads several input steps for each "
+                "encoder step, so the model cannot run one input step at a time; export "
+                "graph=full"
             )
         pooling = model.hparams.get("pooling", "last")
         if not model.per_step and pooling != "last":

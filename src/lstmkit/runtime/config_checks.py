@@ -42,7 +42,8 @@ ENCODER = "model.encoder"
 POSITIVE_INTS = {
     "hidden_size", "num_layers", "batch_size", "num_train", "num_val", "num_test", "seq_len",
     "window", "horizon", "embedding_dim", "num_symbols", "copy_len", "delay", "num_channels",
-    "num_components", "min_len", "max_len", "max_step", "num_threads", "season",
+    "num_components", "min_len", "max_len", "max_step", "num_threads", "season", "channels",
+    "kernel_size", "stride",
 }  # fmt: skip
 #: ... integers >= 0 ...
 NON_NEGATIVE_INTS = {"proj_size", "head_hidden_size", "num_workers", "max_start", "seed"}
@@ -54,7 +55,7 @@ PROBABILITIES = {"dropout", "recurrent_dropout", "label_smoothing"}
 BOOLEANS = {
     "bias", "batch_first", "bidirectional", "layer_norm", "peephole", "variable_length",
     "include_target", "log_target", "future_covariates", "residual", "relative_inputs",
-    "stateful", "compile", "standardize", "bucket_by_length", "reverse_input",
+    "stateful", "compile", "standardize", "bucket_by_length", "reverse_input", "norm",
 }  # fmt: skip
 
 

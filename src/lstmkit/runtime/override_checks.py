@@ -12,10 +12,10 @@ first problem with a one-line :class:`~lstmkit.runtime.config_checks.ConfigError
 4. each ``_target_`` node against its class's signature: unknown arguments, and values of the
    wrong type for the argument's default (``lr=abc``);
 5. values the constructors refuse (``lr=-1``, ``zoneout=1.5``, an unknown accelerator): the
-   encoder, optimizer, scheduler, datamodule, Lightning callbacks and the Trainer are built
-   (the encoder on the ``meta`` device: no memory), and the key whose value the constructor
-   refuses is named by building again without each key in turn. Types and ranges live in the
-   constructors alone;
+   encoder, front end, optimizer, scheduler, datamodule, Lightning callbacks and the Trainer
+   are built (the encoder on the ``meta`` device: no memory), and the key whose value the
+   constructor refuses is named by building again without each key in turn. Types and ranges
+   live in the constructors alone;
 6. ``trainer.max_epochs`` that trains nothing, and a ``trainer.precision`` that this machine
    cannot run an LSTM in (probed on the configured encoder, not assumed).
 
@@ -195,6 +195,14 @@ def _composition_message(
             f"{arg} is ambiguous: write a list as {key}=[{value}], a text as {key}='{value}', "
             "or sweep over the values with --multirun"
         )
+    if first.startswith("Could not override 'model/frontend'. No match in the defaults"):
+        chosen = [o for o in overrides if o.startswith("model=")]
+        model = chosen[-1] if chosen else "the chosen model"
+        return (
+            f"model/frontend is not an option of {model}: a convolutional front end "
+            "shortens the input, and only model=classifier and model=regressor read a "
+            "shortened sequence (one output per sequence); drop model/frontend"
+        )
     cause = err.__cause__
     if first.startswith("Could not override") and cause is not None:
         arg_key = first.split("'", 2)[1]
@@ -286,6 +294,8 @@ def check_composed(cfg: Any, command: str) -> None:
     builders: dict[str, Callable[[dict[str, Any]], Any]] = {}
     if isinstance(OmegaConf.select(cfg, "model.encoder"), DictConfig):
         builders["model.encoder"] = _build_encoder
+    if isinstance(OmegaConf.select(cfg, "model.frontend"), DictConfig):
+        builders["model.frontend"] = _build_frontend
     for key in ("model.optimizer", "model.scheduler"):
         node = OmegaConf.select(cfg, key)
         if isinstance(node, DictConfig) and "_target_" in node:
@@ -497,6 +507,17 @@ def _build_encoder(kwargs: dict[str, Any]) -> Any:
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
     with torch.device("meta"):
         return _quiet_build(lambda: build_lstm(**kwargs, input_size=1, batch_first=True))
+
+
+def _build_frontend(kwargs: dict[str, Any]) -> Any:
+    """The convolutional front end (``model.frontend``) on one input channel, on ``meta``."""
+    import torch
+
+    from lstmkit.nn import build_frontend
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "auto"}  # the task's switch, not the module's
+    with torch.device("meta"):
+        return _quiet_build(lambda: build_frontend(1, kwargs))
 
 
 def _instantiate(kwargs: dict[str, Any], *args: Any) -> Any:

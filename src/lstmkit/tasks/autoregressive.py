@@ -34,8 +34,9 @@ class AutoregressiveForecaster(SequenceRegressor):
     ``loss``, ``optimizer``, ...); its metrics, ``predict_step`` and scaling are the same. The
     head maps each step's encoder output to the ``output_size`` targets of that step.
     ``target_channels`` (from the data) names the input channels the previous values go into.
-    Not available here: ``residual``, ``relative_inputs``, token inputs, truncated BPTT or
-    ``stateful``, and a bidirectional encoder (a forecast may not read its own future).
+    Not available here: ``residual``, ``relative_inputs``, token inputs, truncated BPTT,
+    ``stateful``, a convolutional ``frontend``, and a bidirectional encoder (a forecast may
+    not read its own future).
 
     Batches: ``x`` ``(B, W + H, C)`` (the window, then the ``H = horizon`` forecast rows with
     their covariates and zeros in the target channels), ``y`` ``(B, H, O)`` (``(B, O)`` when
@@ -53,6 +54,13 @@ class AutoregressiveForecaster(SequenceRegressor):
     feeds_back_forecasts = True
 
     def __init__(self, encoder: Any, **kwargs: Any) -> None:
+        if kwargs.get("frontend") is not None:
+            raise ValueError(
+                f"frontend={kwargs['frontend']!r}: AutoregressiveForecaster predicts every step "
+                "of the window and feeds each forecast back as the next input step, which a "
+                "front end that shortens the sequence cannot do; set frontend=null, or use "
+                "model=regressor (direct multi-step forecasts) with model/frontend=conv"
+            )
         for name in ("residual", "relative_inputs"):  # "auto" (the regressor's default): off
             kwargs[name] = False if kwargs.get(name, "auto") == "auto" else kwargs[name]
         for name in ("residual", "relative_inputs", "vocab_size", "tbptt_steps", "stateful"):

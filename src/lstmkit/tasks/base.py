@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch import LightningModule
@@ -21,6 +21,9 @@ from lstmkit.tasks.heads import (
     pool,
     to_plain,
 )
+
+if TYPE_CHECKING:
+    from lstmkit.nn import ConvFrontEnd
 
 log = get_logger(__name__)
 
@@ -80,6 +83,9 @@ class SequenceTask(LightningModule, ABC):
         check_choice("pooling", hp.pooling, POOLINGS)
         from lstmkit.nn import build_lstm
 
+        self.frontend = self._build_frontend(encoder_input)
+        if self.frontend is not None:
+            encoder_input = self.frontend.output_size
         self.encoder = build_lstm(**hp.encoder, input_size=encoder_input, batch_first=True)
         self.num_directions = 2 if hp.encoder.get("bidirectional", False) else 1
         self.head = MLPHead(self.encoder.output_size, out_features, hp.head_hidden_size, hp.dropout)
@@ -90,6 +96,53 @@ class SequenceTask(LightningModule, ABC):
         from lstmkit.tasks import tbptt
 
         tbptt.configure(self)  # tbptt_steps / stateful: checks, manual optimisation
+
+    def _build_frontend(self, input_size: int) -> ConvFrontEnd | None:
+        """The ``frontend`` hyperparameter's :class:`~lstmkit.nn.ConvFrontEnd` (None: off).
+        With ``"auto": True`` in it, a task that needs every input step (below) gets no front
+        end instead of an error.
+
+        Raises:
+            ValueError: a front end with per-step outputs (``per_step=True``), truncated BPTT
+                or ``stateful`` (their steps are the input's steps, which the front end
+                shortens), or a bad front-end option (named ``frontend.<key>``).
+        """
+        config = self.hparams.get("frontend")
+        if config is None:
+            return None
+        from lstmkit.nn import build_frontend
+
+        config = dict(config)
+        when_possible = config.pop("auto", False)  # only where the task can use it
+        if not isinstance(when_possible, bool):
+            raise ValueError(f"frontend.auto={when_possible!r}: must be true or false")
+
+        hp = self.hparams
+        needs_steps = [
+            (name, value, off)
+            for name, value, off in (
+                ("per_step", self.per_step, "false"),
+                ("tbptt_steps", hp.get("tbptt_steps"), "null"),
+                ("stateful", hp.get("stateful"), "false"),
+            )
+            if value
+        ]
+        if needs_steps and when_possible:
+            log.info("frontend.auto: no front end (%s=%r needs every input step)", *needs_steps[0][:2])
+            return None
+        if needs_steps:
+            name, value, off = needs_steps[0]
+            raise ValueError(
+                f"frontend={to_plain(config)}: a convolutional front end shortens the sequence, "
+                f"but {name}={value!r} needs one encoder step per input "
+                f"step; set {name}={off}, or frontend=null (model/frontend=null: no front end)"
+            )
+        try:
+            return build_frontend(input_size, config)
+        except (ValueError, TypeError) as err:  # name the hyperparameter: frontend.<key>
+            message = str(err)
+            prefix = "" if message.startswith("frontend") else "frontend."
+            raise type(err)(f"{prefix}{message}") from err
 
     # ----------------------------------------------------------------- to implement
     @abstractmethod
@@ -107,6 +160,27 @@ class SequenceTask(LightningModule, ABC):
         """``(preds, target)`` for the metric collection."""
 
     # ----------------------------------------------------------------- model
+    def encoder_inputs(
+        self, x: Tensor, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """What the encoder reads: ``x`` embedded (token inputs) and through the front end.
+
+        Args:
+            x: ``(B, T, C)`` float features, or ``(B, T)`` int64 token ids with an embedding.
+            lengths: ``(B,)`` valid steps per sequence; None when all fill ``T``.
+
+        Returns:
+            ``(B, T', C')`` and the ``(B,)`` valid steps of it (``T' = T`` and the same
+            lengths without a front end; None stays None).
+        """
+        if self.embedding is not None:
+            if x.dim() == 3 and x.shape[-1] == 1:
+                x = x.squeeze(-1)  # (B, T, 1) -> (B, T)
+            x = self.embedding(x.long())  # (B, T) -> (B, T, E)
+        if getattr(self, "frontend", None) is not None:
+            x, lengths = self.frontend(x, lengths)  # (B, T, C) -> (B, T', channels)
+        return x, lengths
+
     def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Encoder features: ``(B, T, D*H)`` per step if :attr:`per_step`, else ``(B, D*H)``.
 
@@ -114,11 +188,8 @@ class SequenceTask(LightningModule, ABC):
             x: ``(B, T, C)`` float features, or ``(B, T)`` int64 token ids with an embedding.
             lengths: ``(B,)`` valid steps per sequence; None when all fill ``T``.
         """
-        if self.embedding is not None:
-            if x.dim() == 3 and x.shape[-1] == 1:
-                x = x.squeeze(-1)  # (B, T, 1) -> (B, T)
-            x = self.embedding(x.long())  # (B, T) -> (B, T, E)
-        output, (h_n, _) = self.encoder(x, lengths=lengths)  # (B, T, D*H), (L*D, B, H)
+        x, lengths = self.encoder_inputs(x, lengths)  # (B, T', C'), (B,)
+        output, (h_n, _) = self.encoder(x, lengths=lengths)  # (B, T', D*H), (L*D, B, H)
         if self.per_step:
             return output
         return pool(output, h_n, lengths, self.hparams.pooling, self.num_directions)

@@ -58,6 +58,11 @@ class SequenceClassifier(SequenceTask):
         padding_idx: embedding row kept at zero (``torch.nn.Embedding``'s argument).
         per_step: one label per step ``(B, T)`` instead of one per sequence ``(B,)``.
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps (many-to-one only).
+        frontend: a convolutional front end before the encoder (``lstmkit.nn.ConvFrontEnd``
+            arguments: ``channels``, ``kernel_size``, ``stride``, ``num_layers``, ``norm``,
+            ``dropout``), which shortens long sequences about ``stride ** num_layers``-fold;
+            None (default): off. Not with ``per_step``, ``tbptt_steps`` or ``stateful``,
+            unless ``"auto": True`` is among the arguments: then such a task gets none.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
         dropout: dropout before each head layer.
         class_weights: ``num_classes`` loss weights, or None.
@@ -87,6 +92,7 @@ class SequenceClassifier(SequenceTask):
         embedding_dim: int | None = None,
         padding_idx: int | None = None,
         per_step: bool = False,
+        frontend: Mapping[str, Any] | None = None,
         pooling: str = "last",
         head_hidden_size: int = 0,
         dropout: float = 0.0,

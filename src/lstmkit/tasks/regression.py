@@ -103,6 +103,10 @@ class SequenceRegressor(SequenceTask):
             the time-series datamodules. Adds the ``mase`` metric (MAE / scale, averaged).
         vocab_size, embedding_dim, padding_idx: token inputs through an embedding.
         pooling: ``"last"``, ``"mean"`` or ``"max"`` over valid steps.
+        frontend: a convolutional front end before the encoder (``lstmkit.nn.ConvFrontEnd``
+            arguments: ``channels``, ``kernel_size``, ``stride``, ``num_layers``, ``norm``,
+            ``dropout``), which shortens long sequences about ``stride ** num_layers``-fold;
+            None (default): off. Not with ``tbptt_steps`` or ``stateful``.
         head_hidden_size: 0 for a linear head, else the width of a one-hidden-layer MLP.
         dropout: dropout before each head layer.
         loss: ``"mse"``, ``"mae"``, ``"huber"``, or a probabilistic forecast (see
@@ -148,6 +152,7 @@ class SequenceRegressor(SequenceTask):
         vocab_size: int | None = None,
         embedding_dim: int | None = None,
         padding_idx: int | None = None,
+        frontend: Mapping[str, Any] | None = None,
         pooling: str = "last",
         head_hidden_size: int = 0,
         dropout: float = 0.0,
