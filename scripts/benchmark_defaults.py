@@ -326,15 +326,26 @@ def forecasting_run(name: str, backend: str, work: Path, timeout: float) -> dict
     return row
 
 
+def fitted_window(cfg: dict[str, Any], ckpt: str) -> int:
+    """The run's window: the config's, or (``window: auto``) the one the datamodule fitted,
+    which the checkpoint stores with the data's state."""
+    if cfg["window"] != "auto":
+        return int(cfg["window"])
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    return int(next(v["window"] for v in state.values() if isinstance(v, dict) and "window" in v))
+
+
 def score_run(
     series: list[float], data: Path, run_dir: Path, metrics: dict, m: int, timeout: float
 ) -> dict[str, Any]:
     """``lstmkit-predict`` over the whole CSV, then :func:`score_forecast` on the test split."""
     cfg = run_config(run_dir)["data"]
-    window, horizon = int(cfg["window"]), int(cfg["horizon"])
     n_train, n_val, _ = split_counts(len(series), cfg["val_fraction"], cfg["test_fraction"])
     out = run_dir / "benchmark_predictions.csv"
     ckpt = metrics.get("best_model_path") or str(run_dir / "checkpoints" / "last.ckpt")
+    window, horizon = fitted_window(cfg, ckpt), int(cfg["horizon"])
     _, error = run([*command("lstmkit-predict"), f"ckpt_path={ckpt}", f"input={data}",
                     f"output={out}"], timeout)  # fmt: skip
     if error:

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lstmkit.config_checks import ConfigError
-from lstmkit.evaluate import evaluate
+from lstmkit.cli.evaluate import evaluate
+from lstmkit.cli.train import train
 from lstmkit.nn import ConvFrontEnd
+from lstmkit.runtime.config_checks import ConfigError
 from lstmkit.tasks import AutoregressiveForecaster, SequenceClassifier, SequenceRegressor, pool
-from lstmkit.train import train
 
 FRONT = {"channels": 6, "kernel_size": 5, "stride": 2, "num_layers": 2}
 

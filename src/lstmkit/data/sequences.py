@@ -7,6 +7,7 @@ or the archive's datasets by name (:class:`lstmkit.data.ArchiveDataModule`).
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import abstractmethod
 from typing import Any
@@ -28,6 +29,8 @@ from lstmkit.data.filebase import (
 )
 from lstmkit.data.files import read_sequences
 from lstmkit.data.missing import first_missing, mask_missing
+
+log = logging.getLogger(__name__)
 
 #: ``(sequences, labels, source)``: a list of ``(T_i, C)`` float32 arrays, labels (or None)
 #: and the name of the file for messages.
@@ -125,6 +128,13 @@ class LabelledSequencesDataModule(FileDataModule):
             fitted["target_std"] = y.double().std(0, correction=0).clamp_min(1e-8).tolist()
         self.fitted = fitted
         self.after_load_state()
+        if self.standardize:
+            log.info(
+                "%s: inputs standardised per channel (%d) with the training split's mean and std "
+                "over valid steps (data.standardize=false: as they are)",
+                source,
+                x.shape[-1],
+            )
 
     def after_load_state(self) -> None:
         self.class_names = self.fitted.get("class_names") if self.fitted else None
