@@ -75,7 +75,7 @@ def test_token_inputs_and_regressors_take_a_front_end():
     assert tokens(torch.randint(0, 9, (2, 30)), torch.tensor([30, 12])).shape == (2, 2)
     regressor = SequenceRegressor(
         {"backend": "custom", "hidden_size": 4}, input_size=3, output_size=2, horizon=4,
-        target_channels=[0, 1], residual=True, frontend=FRONT,
+        target_channels=[0, 1], residual=True, relative_inputs=False, frontend=FRONT,
     )  # fmt: skip
     x, lengths = torch.randn(2, 25, 3), torch.tensor([25, 9])
     out = regressor(x, lengths)
@@ -192,3 +192,26 @@ def test_model_frontend_conv_with_per_step_labels_is_a_config_error(cfg_factory)
     cfg = cfg_factory("data=copy", "model=classifier", "model/frontend=conv")
     with pytest.raises(ConfigError, match=r"^model\.frontend=.*per_step=True"):
         train(cfg)
+
+
+@pytest.mark.parametrize("kwargs", [{"per_step": True}, {"tbptt_steps": 10}, {"stateful": True}])
+def test_an_auto_front_end_is_left_out_where_the_task_needs_every_step(kwargs):
+    model = SequenceClassifier({"backend": "custom", "hidden_size": 4}, num_classes=2, input_size=1,
+                               frontend={**FRONT, "auto": True}, **kwargs)  # fmt: skip
+    assert model.frontend is None
+    whole = SequenceClassifier({"backend": "custom", "hidden_size": 4}, num_classes=2, input_size=1,
+                               frontend={**FRONT, "auto": True})  # fmt: skip
+    assert isinstance(whole.frontend, ConvFrontEnd) and whole.frontend.output_size == 6
+    with pytest.raises(ValueError, match=r"frontend\.auto='yes': must be true or false"):
+        SequenceClassifier({"backend": "custom", "hidden_size": 4}, num_classes=2, input_size=1,
+                           frontend={**FRONT, "auto": "yes"})  # fmt: skip
+
+
+def test_the_classifier_config_uses_the_front_end_where_it_can(cfg_factory):
+    """model=classifier defaults to model/frontend=auto: a front end for whole-sequence labels,
+    none (and no error) for per-step labels."""
+    whole = cfg_factory("data=waveform", "model=classifier", "trainer.max_epochs=1", subdir="w")
+    assert whole.model.frontend.auto is True
+    train(whole)
+    per_step = cfg_factory("data=copy", "model=classifier", "trainer.max_epochs=1", subdir="c")
+    assert "test/acc" in train(per_step)

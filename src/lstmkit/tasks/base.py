@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -112,8 +113,10 @@ class SequenceTask(LightningModule, ABC):
             return None
         from lstmkit.nn import build_frontend
 
-        config = dict(config)
-        when_possible = config.pop("auto", False)  # only where the task can use it
+        when_possible = False  # "auto": true in the config: only where the task can use it
+        if isinstance(config, Mapping):
+            config = dict(config)
+            when_possible = config.pop("auto", False)
         if not isinstance(when_possible, bool):
             raise ValueError(f"frontend.auto={when_possible!r}: must be true or false")
 
@@ -128,7 +131,9 @@ class SequenceTask(LightningModule, ABC):
             if value
         ]
         if needs_steps and when_possible:
-            log.info("frontend.auto: no front end (%s=%r needs every input step)", *needs_steps[0][:2])
+            log.info(
+                "frontend.auto: no front end (%s=%r needs every input step)", *needs_steps[0][:2]
+            )
             return None
         if needs_steps:
             name, value, off = needs_steps[0]
