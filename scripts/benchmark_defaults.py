@@ -334,7 +334,8 @@ def fitted_window(cfg: dict[str, Any], ckpt: str) -> int:
     import torch
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    return int(next(v["window"] for v in state.values() if isinstance(v, dict) and "window" in v))
+    fitted = [v for k, v in state.items() if k.endswith("DataModule") and isinstance(v, dict)]
+    return int(fitted[0]["window"])  # the datamodule's state (its hyperparameters say "auto")
 
 
 def score_run(
