@@ -30,6 +30,8 @@ CASES = [
     ("lstmkit-train", ["--cfg", "job"], 0),
     ("lstmkit-train", ["data.seq_len=-5"], 2),
     ("lstmkit-train", ["model.encoder.backend=lstm"], 2),
+    ("lstmkit-train", ["model.encoder.hidden_size=0"], 2),
+    ("lstmkit-train", ["model.optimizer.lr=-1"], 2),
     ("lstmkit-eval", ["--help"], 0),
     ("lstmkit-predict", ["--help"], 0),
     ("lstmkit-predict", ["batch_size=0"], 2),

@@ -180,3 +180,15 @@ def test_the_encoder_constructor_is_the_one_rule_for_its_values():
     assert str(err.value).startswith(
         "model.encoder.dropout=1.5 is not allowed: dropout should be a number in range [0, 1]"
     )
+
+
+def test_a_bad_encoder_size_is_refused_by_the_cores_rule_before_torch_loads():
+    result, imported = imported_modules(
+        [str(VENV_BIN / "lstmkit-train"), "model.encoder.hidden_size=0"], REPO
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "lstmkit-train: error: model.encoder.hidden_size=0 is not allowed: hidden_size must be "
+        "greater than zero, got 0"
+    )
+    assert "torch" not in imported

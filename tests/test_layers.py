@@ -27,6 +27,7 @@ HELPERS = (
     "lstmkit._errors",
     "lstmkit._logging",
     "lstmkit._backend_names",
+    "lstmkit._lstm_args",
     "lstmkit.forecast_metrics",
 )
 # What each layer may import from lstmkit: itself, the layers below it, the helpers.

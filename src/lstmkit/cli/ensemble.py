@@ -7,7 +7,7 @@ differ only by their seed (a deep ensemble, Lakshminarayanan et al. 2017) remove
 model variance without looking at the test split: the members, their checkpoints and the
 average are all fixed before testing.
 
-    python -m lstmkit.cli.ensemble experiment=reference_airline model.encoder.backend=custom \
+    lstmkit-ensemble experiment=reference_airline model.encoder.backend=custom \
         trainer=cpu                      # ensemble.size members, seeds seed .. seed+size-1
 
 The command trains the members with :func:`lstmkit.cli.train.train` (each an ordinary run folder,
@@ -262,18 +262,19 @@ def _hydra_main(cfg: DictConfig) -> float:
 
     quiet_library_logging()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    result = run_cli("python -m lstmkit.cli.ensemble", lambda: train_ensemble(cfg, run_dir))
+    result = run_cli("lstmkit-ensemble", lambda: train_ensemble(cfg, run_dir))
     print("\n".join(summary_lines(result)))
     print(f"Run folder: {run_dir} (ensemble.json; members in seed_<s>/)")
     return float(result["test/mape"])
 
 
 def main() -> None:
-    """``python -m lstmkit.cli.ensemble [OVERRIDES]``: the ``lstmkit-train`` overrides."""
+    """``lstmkit-ensemble [OVERRIDES]`` (or ``python -m lstmkit.cli.ensemble``): the
+    ``lstmkit-train`` overrides."""
     from lstmkit.runtime.override_checks import precheck
 
     argv = sys.argv[1:]
-    command = "python -m lstmkit.cli.ensemble"
+    command = "lstmkit-ensemble"
     run_cli(command, lambda: check_argv(argv, config_groups()))
     run_cli(command, lambda: precheck(command, "train", argv))
     _hydra_main()

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .base import LSTMBase, State, apply_init_options, check_lstm_args
+from lstmkit._lstm_args import check_lstm_args
+
+from .base import LSTMBase, State, apply_init_options
 
 
 class CudnnLSTM(LSTMBase, nn.LSTM):

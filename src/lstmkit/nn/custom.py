@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lstmkit._lstm_args import check_lstm_args
+
 from .base import (
     LSTMBase,
     LSTMInputError,
     State,
     apply_init_options,
-    check_lstm_args,
     default_init_bound,
 )
 from .cell import LayerWeights, lstm_step

@@ -5,12 +5,13 @@ Used by the entry points before anything is trained: ``check_argv`` runs before 
 left unset, unknown choices, negative sizes), and ``instantiate_checked`` turns a constructor's
 ``ValueError``/``TypeError`` into a :class:`ConfigError` that names the config group.
 
-The encoder's values (``model.encoder.*``) are not checked here: its constructor
-(`lstmkit.nn.build_lstm`, torch's rules) is their one rule. ``override_checks`` builds it on the
-``meta`` device before a command starts, and the run builds it inside the task; either way its
-``ValueError``/``TypeError`` becomes one line naming the key. The tables below cover what cannot
-be built that cheaply before the data is read (the task's head, the datamodule), with the same
-bounds as those constructors.
+The encoder's values (``model.encoder.*``) have no rule of their own here: torch.nn.LSTM's
+arguments are checked by `lstmkit._lstm_args.check_lstm_args`, the function the cores run in
+their constructors (torch-free, so a bad ``hidden_size`` answers before torch loads), and the
+rest by the constructor itself, which ``override_checks`` builds on the ``meta`` device before a
+command starts; either way the error becomes one line naming the key. The tables below cover
+what cannot be built that cheaply before the data is read (the task's head, the datamodule),
+with the same bounds as those constructors.
 """
 
 from __future__ import annotations
@@ -106,6 +107,35 @@ def check_config(cfg: Any, backends: Sequence[str] = ()) -> None:
         for key, value in _walk(node, group):
             if not key.startswith(f"{ENCODER}."):
                 _check_value(key, value)
+    check_encoder_args(OmegaConf.select(cfg, ENCODER, default=None))
+
+
+def check_encoder_args(encoder: Any) -> None:
+    """torch.nn.LSTM's arguments of an encoder config, by the cores' own rule
+    (`lstmkit._lstm_args.check_lstm_args`, torch's types and ranges); unset ones take
+    torch.nn.LSTM's defaults, an unset ``hidden_size`` or an interpolation is left to the build.
+
+    Raises:
+        ConfigError: ``model.encoder.<key>=<value> is not allowed: <the rule's message>``.
+    """
+    from omegaconf import DictConfig
+
+    from lstmkit._lstm_args import LSTM_DEFAULTS, check_lstm_args
+
+    if not isinstance(encoder, DictConfig) or "hidden_size" not in encoder:
+        return
+    names = ["hidden_size", *LSTM_DEFAULTS]
+    if any(encoder._get_node(n)._is_interpolation() for n in names if n in encoder):
+        return
+    args = {**LSTM_DEFAULTS, **{n: encoder[n] for n in names if n in encoder}}
+    try:
+        check_lstm_args(input_size=1, **args)
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        name = message.split(" ", 1)[0]
+        if name not in args:
+            raise ConfigError(f"{ENCODER}: {message}") from None
+        raise ConfigError(f"{ENCODER}.{name}={args[name]!r} is not allowed: {message}") from None
 
 
 def _check_value(key: str, value: Any) -> None:
