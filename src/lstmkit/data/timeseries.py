@@ -663,9 +663,8 @@ class CSVDataModule(TimeSeriesDataModule):
 
     Args:
         path: the file.
-        target, features, time, window, horizon, stride, include_target, log_target,
-            scaler, calendar, calendar_year_span, future_covariates, time_format, dayfirst,
-            season: see :class:`TimeSeriesDataModule`.
+        target, features, time, window, horizon, stride, include_target, log_target, scaler, calendar, calendar_year_span, future_covariates, time_format, dayfirst, season: see
+            :class:`TimeSeriesDataModule`.
         sep: CSV column separator (``","``, ``";"``, ``"\\t"``); None detects it from the
             header line (see :func:`lstmkit.data.files.read_table`).
         decimal: CSV decimal mark (``"."`` or ``","``).
