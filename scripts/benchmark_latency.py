@@ -3,7 +3,10 @@
 Each command line runs ``--repeat`` times in a fresh process (the console scripts beside this
 Python, as an installed lstmkit has them); the table gives the median and the range of the wall
 times, and each line's exit status. Goals: ``--help`` and ``--cfg job`` under 1 s, a bad value
-refused in under 1 s on an idle machine. The tests check the behaviour behind these figures
+refused in under 1 s on an idle machine. A bare ``--help`` answers from the config files
+without Hydra (``lstmkit.runtime.quick_help``); ``--help`` with overrides is Hydra's own help,
+which composes every group (no goal). The 1-minute load average is printed beside the table:
+other processes on the cores slow every line. The tests check the behaviour behind these figures
 (nothing heavy imported, one line and exit 2), never the times.
 
     python scripts/benchmark_latency.py                # median of 5
@@ -36,6 +39,10 @@ CASES = [
     ("lstmkit-predict", ["--help"], 0),
     ("lstmkit-predict", ["batch_size=0"], 2),
     ("lstmkit-ensemble", ["--help"], 0),
+    ("lstmkit-inspect", ["--help"], 0),
+    ("lstmkit-robustness", ["--help"], 0),
+    ("lstmkit-export", ["--help"], 0),
+    ("lstmkit-train", ["data=sine", "--help"], 0),  # with overrides: Hydra's own help
 ]
 
 
@@ -47,12 +54,21 @@ def time_once(args: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, done.returncode
 
 
+def _load_average() -> tuple[float, float, float]:
+    """The 1-, 5- and 15-minute load averages (zeros where the platform has none)."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (0.0, 0.0, 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per command line")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
+    load = _load_average()
     rows = []
     for command, extra, expected in CASES:
         executable = BIN / command
@@ -74,7 +90,8 @@ def main() -> None:
         )
 
     print(f"median of {args.repeat} runs; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")  # fmt: skip
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"1-minute load {load[0]:.2f} before -> {_load_average()[0]:.2f} after")  # fmt: skip
     width = max((len(r["command"]) for r in rows), default=10)
     print(f"{'command':<{width}}  median (s)  range (s)    exit")
     for r in rows:
@@ -85,7 +102,12 @@ def main() -> None:
             f"{r['min_s']:.2f}-{r['max_s']:.2f}    {codes}{flag}"
         )
     if args.json:
-        meta = {"repeat": args.repeat, "python": platform.python_version(), "cores": os.cpu_count()}
+        meta = {
+            "repeat": args.repeat,
+            "python": platform.python_version(),
+            "cores": os.cpu_count(),
+            "load_1min": [load[0], _load_average()[0]],
+        }
         args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
 
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups, group_options
-from run_helpers import HEAVY_MODULES, REPO, VENV_BIN, imported_modules, sampled_grid
+from run_helpers import (
+    HEAVY_MODULES,
+    REPO,
+    VENV_BIN,
+    imported_modules,
+    run_command,
+    sampled_grid,
+)
 
 
 def test_config_dir_is_the_repository_one_in_a_checkout():
@@ -127,8 +135,69 @@ def test_help_and_cfg_job_import_nothing_heavy(command, flag):
     torchmetrics, pandas or matplotlib is imported (their latency: scripts/benchmark_latency.py)."""
     result, imported = imported_modules([str(VENV_BIN / command), *flag.split()], REPO)
     assert result.returncode == 0, result.stderr  # eval's `???` is fine for printing
-    assert "hydra" in imported  # the check sees the command's imports
+    assert "lstmkit" in imported  # the check sees the command's imports
+    # a bare --help reads the config files (yaml) without Hydra; --cfg job composes with it
+    assert ("hydra" in imported) == (flag == "--cfg job"), flag
     assert not imported & set(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
+
+
+def _help_sections(text: str) -> tuple[str, str]:
+    """A help text's header (before the groups) and its ``== Configuration groups ==`` block."""
+    header, rest = text.split("== Configuration groups ==", 1)
+    return header, rest.split("== Config ==", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "config_name"), [("lstmkit-train", "train"), ("lstmkit-inspect", "inspect")]
+)
+def test_bare_help_prints_the_groups_and_the_primary_config_without_hydra(command, config_name):
+    """``<command> --help`` answers from the files: the header and the groups read as Hydra's
+    own help (the reference: the same command with an override, which goes to Hydra), then
+    every setting of ``configs/<name>.yaml``; neither Hydra nor OmegaConf is imported."""
+    import yaml
+
+    result, imported = imported_modules([str(VENV_BIN / command), "--help"], REPO)
+    assert result.returncode == 0, result.stderr
+    assert "lstmkit" in imported and not imported & {"hydra", "omegaconf", *HEAVY_MODULES}
+    hydra_help = run_command([str(VENV_BIN / command), "seed=0", "--help"], REPO)
+    assert hydra_help.returncode == 0, hydra_help.stderr
+    assert _help_sections(result.stdout) == _help_sections(hydra_help.stdout)
+    assert "data: adding, addition" in result.stdout  # a group and its options
+    config = yaml.safe_load((Path(CONFIG_DIR) / f"{config_name}.yaml").read_text())
+    settings = result.stdout.split("== Config ==", 1)[1]
+    for key in set(config) - {"defaults", "hydra"}:
+        assert f"\n{key}:" in settings, key
+    assert "\ndefaults:" not in settings and "\nhydra:" not in settings
+    assert f"{command} --cfg job" in settings
+    assert "Use --hydra-help to view Hydra specific help" in result.stdout
+
+
+def test_ensemble_help_has_its_own_header():
+    """``lstmkit-ensemble`` shares ``train.yaml``; its help names the ensemble command."""
+    result = run_command([sys.executable, "-m", "lstmkit.cli.ensemble", "--help"], REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("lstmkit-ensemble: ")
+    assert "lstmkit-ensemble --cfg job" in result.stdout and "\nckpt_path: null" in result.stdout
+
+
+def test_quick_help_settings_keep_their_comments():
+    from lstmkit.runtime.quick_help import default_choices, own_settings
+
+    text = (
+        "# the file's introduction\n\n"
+        "defaults:\n- _self_\n- data: adding\n  # a note in the list\n- experiment: null\n\n"
+        "task_name: train\n# the seed\nseed: 42\nsamples: [0, 1]\nnested:\n  a: 1\n\n"
+        "hydra:\n  help:\n    header: |\n      x\n"
+    )
+    assert own_settings(text) == (
+        "task_name: train\n# the seed\nseed: 42\nsamples: [0, 1]\nnested:\n  a: 1"
+    )
+    assert default_choices(
+        ["_self_", {"data": "adding"}, {"experiment": None}, {"override hydra/launcher": "x"},
+         {"callbacks": ["a", "b"]}]
+    ) == ["data=adding", "callbacks=[a,b]"]  # fmt: skip
+    # an unusual layout (a flow mapping at the top) falls back to yaml's own dump
+    assert own_settings("{seed: 1, hydra: {a: 2}}") == "seed: 1"
 
 
 def test_entry_points_import_nothing_heavy():

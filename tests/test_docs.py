@@ -153,6 +153,9 @@ def dry_run(argv: list[str], monkeypatch, capsys) -> None:
     except SystemExit as exc:
         err = capsys.readouterr().err.strip().splitlines()
         pytest.fail(f"{shlex.join(argv)} -> exit {exc.code}: {err[-1] if err else ''}")
+    if args in (["--help"], ["-h"]):  # answered from the config files, before Hydra
+        assert "== Configuration groups ==" in capsys.readouterr().out, shlex.join(argv)
+        return
     assert started, f"{shlex.join(argv)} did not reach Hydra"
 
 

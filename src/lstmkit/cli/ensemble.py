@@ -30,14 +30,15 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig, open_dict
+from typing import TYPE_CHECKING, Any
 
 from lstmkit._logging import get_logger
 from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
 from lstmkit.runtime.config_checks import ConfigError, check_argv, quiet_library_logging, run_cli
+from lstmkit.runtime.quick_help import answer_help
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = get_logger(__name__)
 
@@ -46,6 +47,19 @@ SPACES = ("log", "value")
 MAPE_EPS = 1.17e-06
 DEFAULT_SIZE = 5
 DEFAULT_SPACE = "log"
+#: The header of ``lstmkit-ensemble --help`` (the command shares ``lstmkit-train``'s config).
+ENSEMBLE_HELP = """\
+lstmkit-ensemble: train one config with several seeds, then average the members' forecasts.
+
+Examples:
+  lstmkit-ensemble experiment=reference_airline model.encoder.backend=custom trainer=cpu
+  lstmkit-ensemble --cfg job                     # print the composed config
+
+It takes lstmkit-train's overrides (the groups and settings below). ensemble.size members
+(seeds seed .. seed+size-1) are averaged in ensemble.space (log or value); the defaults 5 and
+log apply where the config has no ensemble: block (experiment=reference_airline has one), or
+pass +ensemble.size=10.
+"""
 
 
 def member_seeds(seed: int, size: int) -> list[int]:
@@ -181,6 +195,7 @@ def train_ensemble(
         "val/member_mape", "test/mape", "test/member_mape", "test/rmse", "epochs"}``.
     """
     from hydra.utils import instantiate
+    from omegaconf import open_dict
 
     from lstmkit.runtime.checkpoints import load_task
 
@@ -255,8 +270,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def _hydra_main(cfg: DictConfig) -> float:
+def _run(cfg: DictConfig) -> float:
     import lightning.pytorch  # noqa: F401  (sets up its loggers, which the next line quiets)
     from hydra.core.hydra_config import HydraConfig
 
@@ -268,12 +282,22 @@ def _hydra_main(cfg: DictConfig) -> float:
     return float(result["test/mape"])
 
 
+def _hydra_main() -> None:
+    """Hand the command line to Hydra, which composes the config and calls :func:`_run`
+    (Hydra is imported here, not at the top: a bare ``--help`` answers without it)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(_run)()
+
+
 def main() -> None:
     """``lstmkit-ensemble [OVERRIDES]`` (or ``python -m lstmkit.cli.ensemble``): the
     ``lstmkit-train`` overrides."""
+    argv = sys.argv[1:]
+    if answer_help(argv, "train", header=ENSEMBLE_HELP):  # from the config files, without Hydra
+        return
     from lstmkit.runtime.override_checks import precheck
 
-    argv = sys.argv[1:]
     command = "lstmkit-ensemble"
     run_cli(command, lambda: check_argv(argv, config_groups()))
     run_cli(command, lambda: precheck(command, "train", argv))

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from lstmkit._logging import get_logger
 from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
@@ -23,6 +20,10 @@ from lstmkit.runtime.config_checks import (
     quiet_library_logging,
     run_cli,
 )
+from lstmkit.runtime.quick_help import answer_help
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = get_logger(__name__)
 
@@ -121,8 +122,7 @@ def _check_sizes(model: Any, datamodule: Any) -> None:
             )
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run(cfg: DictConfig) -> None:
     import lightning.pytorch  # noqa: F401
 
     quiet_library_logging()
@@ -133,12 +133,22 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(f"Run folder: {HydraConfig.get().runtime.output_dir}")
 
 
+def _hydra_main() -> None:
+    """Hand the command line to Hydra, which composes the config and calls :func:`_run`
+    (Hydra is imported here, not at the top: a bare ``--help`` answers without it)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")(_run)()
+
+
 def main() -> None:
     """``lstmkit-eval ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-eval --help``."""
+    argv = sys.argv[1:]
+    if answer_help(argv, "eval"):  # from the config files, without Hydra
+        return
     from lstmkit.runtime.guards import check_argv_run_dir
     from lstmkit.runtime.override_checks import precheck
 
-    argv = sys.argv[1:]
     run_cli("lstmkit-eval", lambda: check_argv(argv, config_groups()))
     run_cli("lstmkit-eval", lambda: check_argv_run_dir(argv))
     run_cli("lstmkit-eval", lambda: precheck("lstmkit-eval", "eval", argv))

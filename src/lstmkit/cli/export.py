@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from lstmkit._logging import get_logger
 from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
 from lstmkit.runtime.config_checks import ConfigError, check_argv, check_config, run_cli
+from lstmkit.runtime.quick_help import answer_help
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = get_logger(__name__)
 
@@ -66,8 +67,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return {"files": {g: str(p) for g, p in files.items()}, "max_abs_diff": diffs}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run(cfg: DictConfig) -> None:
     from lstmkit.runtime.config_checks import quiet_library_logging
 
     quiet_library_logging()
@@ -78,11 +78,21 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"{graph:>4}: {path}{check}")
 
 
+def _hydra_main() -> None:
+    """Hand the command line to Hydra, which composes the config and calls :func:`_run`
+    (Hydra is imported here, not at the top: a bare ``--help`` answers without it)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")(_run)()
+
+
 def main() -> None:
     """``lstmkit-export ckpt_path=PATH [format=onnx] [OVERRIDES]``; see ``lstmkit-export --help``."""
+    argv = sys.argv[1:]
+    if answer_help(argv, "export"):  # from the config files, without Hydra
+        return
     from lstmkit.runtime.override_checks import precheck
 
-    argv = sys.argv[1:]
     run_cli("lstmkit-export", lambda: check_argv(argv, config_groups()))
     run_cli("lstmkit-export", lambda: precheck("lstmkit-export", "export", argv))
     _hydra_main()

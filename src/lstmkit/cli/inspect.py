@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from lstmkit._logging import get_logger
 from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
 from lstmkit.runtime.config_checks import ConfigError, check_argv, check_config, run_cli
+from lstmkit.runtime.quick_help import answer_help
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = get_logger(__name__)
 
@@ -73,8 +74,7 @@ def check_layer(layer: Any, model: Any) -> int:
     return layer
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run(cfg: DictConfig) -> None:
     from lstmkit.runtime.config_checks import quiet_library_logging
 
     quiet_library_logging()
@@ -89,12 +89,22 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(f"Wrote {len(result['files'])} files to {result['out_dir']}")
 
 
+def _hydra_main() -> None:
+    """Hand the command line to Hydra, which composes the config and calls :func:`_run`
+    (Hydra is imported here, not at the top: a bare ``--help`` answers without it)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")(_run)()
+
+
 def main() -> None:
     """``lstmkit-inspect ckpt_path=PATH [OVERRIDES]``; see ``lstmkit-inspect --help``."""
+    argv = sys.argv[1:]
+    if answer_help(argv, "inspect"):  # from the config files, without Hydra
+        return
     from lstmkit.runtime.guards import check_argv_run_dir
     from lstmkit.runtime.override_checks import precheck
 
-    argv = sys.argv[1:]
     run_cli("lstmkit-inspect", lambda: check_argv(argv, config_groups()))
     run_cli("lstmkit-inspect", lambda: check_argv_run_dir(argv))
     run_cli("lstmkit-inspect", lambda: precheck("lstmkit-inspect", "inspect", argv))

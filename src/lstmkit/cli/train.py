@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from typing import TYPE_CHECKING, Any
 
 from lstmkit._logging import get_logger
 from lstmkit.runtime._config_dir import CONFIG_DIR, config_groups
 from lstmkit.runtime.config_checks import check_argv, check_config, quiet_library_logging, run_cli
 from lstmkit.runtime.guards import check_argv_run_dir
+from lstmkit.runtime.quick_help import answer_help
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = get_logger(__name__)
 
@@ -147,6 +148,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 def _check_files(cfg: DictConfig) -> None:
     """Before anything is loaded: the run folder is writable and holds no other run, and a
     ``ckpt_path`` to resume from is a safe lstmkit checkpoint of the same task."""
+    from omegaconf import OmegaConf, open_dict
+
     from lstmkit.runtime import guards
     from lstmkit.runtime.checkpoints import check_resume
 
@@ -188,8 +191,7 @@ def _choice(group: str) -> str:
     return f"<{group}>"
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def _run(cfg: DictConfig) -> float | None:
     import lightning.pytorch  # noqa: F401  (sets up its loggers, which the next line quiets)
 
     quiet_library_logging()
@@ -206,11 +208,21 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return None if loss is None else float(loss)
 
 
+def _hydra_main() -> None:
+    """Hand the command line to Hydra, which composes the config and calls :func:`_run`
+    (Hydra is imported here, not at the top: a bare ``--help`` answers without it)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(_run)()
+
+
 def main() -> None:
     """``lstmkit-train [OVERRIDES]``; see ``lstmkit-train --help``."""
+    argv = sys.argv[1:]
+    if answer_help(argv, "train"):  # from the config files, without Hydra
+        return
     from lstmkit.runtime.override_checks import precheck
 
-    argv = sys.argv[1:]
     run_cli("lstmkit-train", lambda: check_argv(argv, config_groups()))
     run_cli("lstmkit-train", lambda: check_argv_run_dir(argv))
     run_cli("lstmkit-train", lambda: precheck("lstmkit-train", "train", argv))
