@@ -223,3 +223,23 @@ def test_seq2seq_forecaster_takes_log_targets_from_time_series_data():
     standardised = torch.tensor([[[0.5], [-1.0]]])
     expected = torch.exp(standardised * 2.0 + 1.0)
     torch.testing.assert_close(model.inverse_transform(standardised), expected)
+
+
+def test_switches_are_true_or_false_in_the_constructors_too():
+    """The constructors refuse a switch given as a number or a string (the config check's rule,
+    in one place each: ``lstmkit._validation.check_bool``); NumPy's bools pass."""
+    import numpy as np
+
+    from lstmkit.data import AddingDataModule
+    from lstmkit.tasks import Seq2SeqLSTM, SequenceClassifier
+
+    with pytest.raises(TypeError, match=r"^variable_length=1: must be true or false"):
+        AddingDataModule(variable_length=1)
+    assert AddingDataModule(variable_length=np.bool_(True)).variable_length is True
+    encoder = {"backend": "custom", "hidden_size": 4}
+    with pytest.raises(TypeError, match=r"^stateful='false': must be true or false"):
+        SequenceClassifier(encoder, num_classes=2, input_size=1, stateful="false")
+    with pytest.raises(TypeError, match=r"^compile=0: must be true or false"):
+        SequenceClassifier(encoder, num_classes=2, input_size=1, compile=0)
+    with pytest.raises(TypeError, match=r"^reverse_input=1: must be true or false"):
+        Seq2SeqLSTM(encoder, vocab_size=5, num_classes=5, reverse_input=1)

@@ -19,6 +19,16 @@ def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (Python's or NumPy's), else raise ``TypeError``: a
+    switch given as ``1`` or ``"false"`` is refused, not read by its truthiness."""
+    if isinstance(value, bool) or (
+        type(value).__name__ in ("bool_", "bool") and hasattr(value, "dtype")
+    ):
+        return bool(value)
+    raise TypeError(f"{name}={value!r}: must be true or false")
+
+
 def check_float(
     name: str,
     value: Any,

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from lstmkit._validation import check_choice, check_int
+from lstmkit._validation import check_bool, check_choice, check_int
 from lstmkit.data.base import Batch, SyntheticDataModule, pad_after_lengths, uniform
 
 PLACEMENTS = ("halves", "paper")
@@ -48,7 +48,7 @@ class AddingDataModule(SyntheticDataModule):
         self._save_hparams()
         self.seq_len = check_int("seq_len", seq_len, minimum=4)
         self.placement = check_choice("placement", placement, PLACEMENTS)
-        self.variable_length = bool(variable_length)
+        self.variable_length = check_bool("variable_length", variable_length)
 
     @property
     def input_kwargs(self) -> dict[str, int]:

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lstmkit._errors import DataFileError
-from lstmkit._validation import check_choice, check_float
+from lstmkit._validation import check_bool, check_choice, check_float
 from lstmkit.data.augment import AugmentedDataset
 from lstmkit.data.base import (
     SequenceDataModule,
@@ -154,7 +154,7 @@ class FileDataModule(SequenceDataModule):
         self.step_dropout = check_float(
             "step_dropout", step_dropout, low=0.0, high=1.0, high_inclusive=False
         )
-        self.bucket_by_length = bool(bucket_by_length)
+        self.bucket_by_length = check_bool("bucket_by_length", bucket_by_length)
         #: The preprocessing fitted on the training split, plain values (see state_dict).
         self.fitted: dict[str, Any] | None = None
         self.task: str = "regression"

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from lstmkit._errors import DataFileError
 from lstmkit._logging import get_logger
-from lstmkit._validation import check_choice, check_float, check_int
+from lstmkit._validation import check_bool, check_choice, check_float, check_int
 from lstmkit.data.base import SequenceDataset
 from lstmkit.data.filebase import Encoded, FileDataModule
 from lstmkit.data.files import numeric_values
@@ -196,7 +196,7 @@ class PanelDataModule(FileDataModule):
         self.calendar_year_span = check_float("calendar_year_span", calendar_year_span, low=0.0)
         if self.calendar_year_span == 0:
             raise ValueError("calendar_year_span=0: the year channel's unit must be > 0 years")
-        self.future_covariates = bool(future_covariates)
+        self.future_covariates = check_bool("future_covariates", future_covariates)
         if self.future_covariates and (
             self.short_series != "skip" or self.missing == "mask" or stream
         ):

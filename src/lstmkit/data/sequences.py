@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from lstmkit._errors import DataFileError
+from lstmkit._validation import check_bool
 from lstmkit.data.base import SequenceDataset
 from lstmkit.data.filebase import (
     Encoded,
@@ -63,7 +64,7 @@ class LabelledSequencesDataModule(FileDataModule):
     def __init__(self, task: str = "classification", standardize: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         self.task = self.check_task(task)
-        self.standardize = bool(standardize)
+        self.standardize = check_bool("standardize", standardize)
         self.class_names: list[str] | None = None
 
     @abstractmethod

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from lstmkit._errors import DataFileError
-from lstmkit._validation import check_choice, check_float, check_int
+from lstmkit._validation import check_bool, check_choice, check_float, check_int
 from lstmkit.data.base import SequenceDataset
 from lstmkit.data.filebase import (
     Encoded,
@@ -264,8 +264,8 @@ class TimeSeriesDataModule(FileDataModule):
         self.season: int | str = season if season == "auto" else check_int("season", season)
         self.horizon = check_int("horizon", horizon)
         self.stride = check_int("stride", stride)
-        self.include_target = bool(include_target)
-        self.log_target = bool(log_target)
+        self.include_target = check_bool("include_target", include_target)
+        self.log_target = check_bool("log_target", log_target)
         if not self.include_target and not self.features:
             raise ValueError("include_target=False needs features: the inputs would be empty")
         dup = set(self.targets) & set(self.features)
@@ -283,7 +283,7 @@ class TimeSeriesDataModule(FileDataModule):
         self.calendar_year_span = check_float("calendar_year_span", calendar_year_span, low=0.0)
         if self.calendar_year_span == 0:
             raise ValueError("calendar_year_span=0: the year channel's unit must be > 0 years")
-        self.future_covariates = bool(future_covariates)
+        self.future_covariates = check_bool("future_covariates", future_covariates)
         masked = kwargs.get("missing", "error") == "mask"
         if self.future_covariates and (not self.include_target or masked):
             raise ValueError(

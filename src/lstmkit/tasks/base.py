@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from lstmkit._logging import get_logger
-from lstmkit._validation import check_choice, check_int
+from lstmkit._validation import check_bool, check_choice, check_int
 from lstmkit.tasks.heads import (
     POOLINGS,
     MLPHead,
@@ -63,6 +63,9 @@ class SequenceTask(LightningModule, ABC):
         """Embedding, encoder, head and metrics; ``encoder_input`` overrides the encoder's
         input width (a task that transforms its inputs first, e.g. panel embeddings)."""
         hp = self.hparams
+        for switch in ("stateful", "compile"):
+            if switch in hp:
+                check_bool(switch, hp[switch])
         if hp.vocab_size is not None:
             check_int("vocab_size", hp.vocab_size)
             if hp.embedding_dim is None:

@@ -17,7 +17,7 @@ from torchmetrics import (
     SymmetricMeanAbsolutePercentageError,
 )
 
-from lstmkit._validation import check_choice, check_float, check_int
+from lstmkit._validation import check_bool, check_choice, check_float, check_int
 from lstmkit.tasks.base import Batch, SequenceTask, plain_hparams
 from lstmkit.tasks.panel import PanelInputs, WindowErrorMean, panel_kwargs, rescale
 from lstmkit.tasks.probabilistic import (
@@ -188,7 +188,7 @@ class SequenceRegressor(SequenceTask):
                 raise ValueError(f"{name}={value.tolist()}: needs output_size={output_size} values")
         self.register_buffer("target_mean", mean.float(), persistent=False)
         self.register_buffer("target_std", std.float(), persistent=False)
-        self.log_target = bool(log_target)
+        self.log_target = check_bool("log_target", log_target)
         # "auto": on when the data feeds the past targets (a forecast), off otherwise
         feeds_targets = target_channels is not None and vocab_size is None
         whole = tbptt_steps is None and not stateful

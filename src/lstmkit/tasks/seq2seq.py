@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lstmkit._validation import check_float, check_int
+from lstmkit._validation import check_bool, check_float, check_int
 from lstmkit.tasks.base import Batch, SequenceTask, plain_hparams
 from lstmkit.tasks.heads import encoder_kwargs, to_plain, valid_mask
 
@@ -129,6 +129,7 @@ class Seq2SeqLSTM(SequenceTask):
             dec.update(encoder_kwargs({**dec, **overrides}))
         init["decoder"] = dec
         self.save_hyperparameters(plain_hparams(init))
+        check_bool("reverse_input", reverse_input)
         if (num_classes is None) == (output_size is None):
             raise ValueError(
                 f"num_classes={num_classes!r}, output_size={output_size!r}: set exactly one "
