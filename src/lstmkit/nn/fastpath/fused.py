@@ -106,19 +106,49 @@ def project_input(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """The input projection of all steps at once: ``x (T, B, C) @ weight.T + bias -> (T, B, 4H)``.
 
     On CPU float32 above the oneDNN threshold it runs as one packed oneDNN GEMM (measured 1.6x
-    faster than torch's at (16384 x 256) @ (256 x 1024)); elsewhere ``F.linear``.
+    faster than torch's at (16384 x 256) @ (256 x 1024)); with one input feature as an outer
+    product (`_OuterLinear`); elsewhere ``F.linear``.
     """
     rows = x.shape[0] * x.shape[1]
+    eager = not torch.compiler.is_compiling() and not functorch_active()
+    if x.shape[-1] == 1 and eager and torch.autograd.forward_ad._current_level < 0:
+        return _OuterLinear.apply(x, weight, bias)
     if (
         _use_onednn()
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and rows * weight.numel() >= settings.onednn_min_macs
-        and not torch.compiler.is_compiling()
-        and not functorch_active()
+        and eager
     ):
         return _PackedLinear.apply(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)
+
+
+class _OuterLinear(torch.autograd.Function):
+    """``x @ weight.T + bias`` over ``(T, B, 1)``: one input feature makes the projection an
+    outer product, elementwise forward (``addcmul``) and GEMVs backward, where a GEMM call (and
+    oneDNN's weight packing) cost 2x more at (3200 x 1) @ (1 x 512)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        row = weight.reshape(-1)
+        return torch.mul(x, row) if bias is None else torch.addcmul(bias, x, row)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        if torch.is_grad_enabled():  # double backward: differentiable products
+            grad_x = flat_grad.mm(weight).view(x.shape) if need[0] else None
+            grad_w = flat_grad.t().mm(x.reshape(-1, 1)) if need[1] else None
+        else:
+            grad_x = flat_grad.mv(weight.reshape(-1)).view(x.shape) if need[0] else None
+            grad_w = flat_grad.t().mv(x.reshape(-1)).unsqueeze(1) if need[1] else None
+        grad_b = flat_grad.sum(0) if ctx.has_bias and need[2] else None
+        return grad_x, grad_w, grad_b
 
 
 class _PackedLinear(torch.autograd.Function):
