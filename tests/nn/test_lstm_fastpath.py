@@ -149,7 +149,7 @@ def test_native_time_loop_binds_torch_blas_on_x86_64():
         # built with OpenMP, on torch's own libgomp; asked in a fresh process, as this one may
         # hold a second OpenMP runtime by now (scikit-learn's, loaded by aeon in a data test),
         # which turns the parallel loops off
-        probe = "from lstmkit.nn import native; print(native.kernels().parallel)"
+        probe = "from lstmkit.nn.fastpath import native; print(native.kernels().parallel)"
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
         assert out.stdout.strip() == "True", out.stderr
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):

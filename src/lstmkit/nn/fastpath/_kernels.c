@@ -133,7 +133,9 @@ extern double exp(double);
   /* Outputs d_pre (4H, d loss / d pre-activation), d_z (4H, before the recurrent LN) and    \
    * d_cn (H, after the cell LN, for its gain and bias); carry: d/dc_t in, d/dc_{t-1} out.     \
    * With input LN (g_ih non-NULL; xp, x_mean, x_rstd as in the forward) also d_x (4H, before  \
-   * the input LN). */                                                                          \
+   * the input LN). sums (or NULL): the layer norms' parameter gradients of these rows are     \
+   * added into it, (14H,): the gains of the recurrent LN (4H) and the cell LN (H), the cell LN's \
+   * bias (H), then with input LN its gain and bias (4H each), while the rows are in cache. */   \
   void lstm_ln_backward_##SUFFIX(                                                               \
       long rows, long hidden, const T *restrict dh_a, const T *restrict dh_b,                   \
       T *restrict carry, const T *restrict acts, const T *restrict s, const T *restrict c_prev, \
@@ -141,7 +143,7 @@ extern double exp(double);
       const T *restrict g_c, const T *restrict z, const T *restrict z_mean,                     \
       const T *restrict z_rstd, const T *restrict g_hh, T *restrict d_pre, T *restrict d_z,     \
       T *restrict d_cn, const T *restrict xp, const T *restrict g_ih,                           \
-      const T *restrict x_mean, const T *restrict x_rstd, T *restrict d_x) {                    \
+      const T *restrict x_mean, const T *restrict x_rstd, T *restrict d_x, T *restrict sums) { \
     long gates = 4 * hidden;                                                                    \
     for (long r = 0; r < rows; ++r) {                                                           \
       const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : da;                     \
@@ -196,6 +198,25 @@ extern double exp(double);
         _Pragma("omp simd")                                                                     \
         for (long k = 0; k < gates; ++k)                                                        \
           dx4[k] = xr * (d4[k] * g_ih[k] - xsum1 - (x4[k] - xm) * xr * xsum2);                  \
+      }                                                                                         \
+      if (sums) {                                                                               \
+        T *s_hh = sums, *s_cg = sums + gates, *s_cb = s_cg + hidden;                            \
+        _Pragma("omp simd")                                                                     \
+        for (long k = 0; k < gates; ++k) s_hh[k] += d4[k] * (z4[k] - zm) * zr;                  \
+        _Pragma("omp simd")                                                                     \
+        for (long j = 0; j < hidden; ++j) {                                                     \
+          s_cg[j] += dn[j] * (cr[j] - cm) * crs;                                                \
+          s_cb[j] += dn[j];                                                                     \
+        }                                                                                       \
+        if (g_ih) {                                                                             \
+          const T *x4 = xp + r * gates, xm = x_mean[r], xr = x_rstd[r];                         \
+          T *s_ig = s_cb + hidden, *s_ib = s_ig + gates;                                        \
+          _Pragma("omp simd")                                                                   \
+          for (long k = 0; k < gates; ++k) {                                                    \
+            s_ig[k] += d4[k] * (x4[k] - xm) * xr;                                               \
+            s_ib[k] += d4[k];                                                                   \
+          }                                                                                     \
+        }                                                                                       \
       }                                                                                         \
     }                                                                                           \
   }                                                                                           \
@@ -479,7 +500,8 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
                              rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
                              dp_t, src, d_cn + at * hidden, g_ih ? xp + at * gates : 0, g_ih,   \
                              in_stats ? in_stats + at : 0, in_stats ? in_stats + tb + at : 0,   \
-                             d_in ? d_in + at * gates : 0);                                     \
+                             d_in ? d_in + at * gates : 0,                                      \
+                             ln_sums ? ln_sums + part * 14 * hidden : 0);                       \
       } else {                                                                                  \
         lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev, dp_t);       \
       }                                                                                         \
@@ -564,7 +586,9 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
    * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.   \
    * Rows of an output that no step touches are left as they are (the caller zeroes them).      \
    * With the input layer norm in the loop (g_ih), xp and in_stats as in the forward and d_in   \
-   * (T, B, 4H) receives d loss / d xp. Row ranges as in the forward. */                        \
+   * (T, B, 4H) receives d loss / d xp. ln_sums (parts, 14H) or NULL: with layer norm, each   \
+   * row range adds its rows' layer-norm parameter gradients into its row (lstm_ln_backward's   \
+   * sums). Row ranges as in the forward. */                                                    \
   void lstm_sequence_backward_##SUFFIX(                                                         \
       gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
       const long *bounds, long hidden, long state, const long *batch_sizes, const T *grad_out,  \
@@ -572,7 +596,7 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
       const T *w_hh, const T *w_hh_packed, const T *w_hr, const T *w_hr_packed, T *proj_in, T *dh,\
       T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln, const T *rec_stats,          \
       const T *cell_stats, T *d_rec, T *d_cn, const T *xp, const T *g_ih, const T *in_stats,    \
-      T *d_in) {                                                                                \
+      T *d_in, T *ln_sums) {                                                                    \
     const long gates = 4 * hidden, tb = steps * batch;                                          \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
     if (parts == 1) { /* no OpenMP region: a BLAS called inside one would start a nested team */\

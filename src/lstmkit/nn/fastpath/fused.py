@@ -571,6 +571,7 @@ def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -
         carry_c=grads.c_n.clone(memory_format=torch.contiguous_format),
         carry_h=grads.h_n if v.last is None else None,  # flows into the last step
         input=None,  # d loss / d xp before the input layer norm, where the C loop computes it
+        ln_sums=None,  # layer-norm parameter gradients by name, where the C loop summed them
     )
 
 
@@ -644,6 +645,13 @@ def _backward_native(native: Kernels, v, grads, batch_sizes, loop_in_c: bool) ->
             b.proj_in, b.pre, ln_buffers,
         )  # fmt: skip
         b.carry_h = carry_h
+        if ln:  # the layer norms' parameter gradients, summed in the loop (each its own
+            # tensor: an operator's outputs never alias one another)
+            hidden = v.acts.shape[-1] // 4
+            sizes = (4 * hidden, hidden, hidden, 4 * hidden, 4 * hidden)
+            names = ("ln_hh", "ln_cell_weight", "ln_cell_bias", "ln_ih", "ln_ih_bias")
+            parts = ln_buffers.sums.split(sizes)
+            b.ln_sums = {name: part.clone() for name, part in zip(names, parts, strict=True)}
         return b
 
     recurrent_t = StepMatmul(v.weight_hh.t(), batch)
@@ -771,6 +779,9 @@ def _input_norm_grads(need: dict[str, bool], v, b) -> tuple[Tensor | None, ...]:
         return b.pre, None, None
     need_bias = v.ln_ih_bias is not None and need["ln_ih_bias"]
     if b.input is not None:  # the C loop did the layer norm's backward for xp
+        if b.ln_sums is not None:  # ... and summed its parameters' gradients
+            grad_gain = b.ln_sums["ln_ih"] if need["ln_ih"] else None
+            return b.input, grad_gain, b.ln_sums["ln_ih_bias"] if need_bias else None
         grad_gain = _layer_norm_gain_grad(b.pre, v.xp_raw, v.in_stats) if need["ln_ih"] else None
         grad_bias = b.pre.sum((0, 1)) if need_bias else None
         return b.input, grad_gain, grad_bias
@@ -806,9 +817,13 @@ def _parameter_grads(need: dict[str, bool], v, b) -> dict[str, Tensor | None]:
         if steps > 1:
             grad_if += (d_if[1:] * v.cells[:-1].unsqueeze(2)).sum((0, 1))
         grad_peephole = torch.cat((grad_if, (d_o * v.fresh).sum((0, 1)).unsqueeze(0)))
-    if v.ln_hh is not None and need["ln_hh"]:
+    if b.ln_sums is not None:  # summed in the C loop
+        sums = {name: grad if need[name] else None for name, grad in b.ln_sums.items()}
+        grad_ln_hh, grad_ln_cw = sums["ln_hh"], sums["ln_cell_weight"]
+        grad_ln_cb = sums["ln_cell_bias"]
+    elif v.ln_hh is not None and need["ln_hh"]:
         grad_ln_hh = _layer_norm_gain_grad(b.pre, v.rec_pre_ln, v.rec_stats)
-    if v.ln_cell_weight is not None:
+    if v.ln_cell_weight is not None and b.ln_sums is None:
         if need["ln_cell_weight"]:
             grad_ln_cw = _layer_norm_gain_grad(b.cell_norm, v.fresh, v.cell_stats)
         if need["ln_cell_bias"]:
