@@ -528,13 +528,16 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
       }                                                                                         \
       const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;                 \
       const T *a_t = acts + at * gates, *s_t = tanh_cells + at * hidden;                        \
-      T *dp_t = d_pre + at * gates, *src = dp_t;                                                \
+      /* with ln_sums, nothing after the loop reads d_cn, nor d_pre when d_in is given: they   \
+       * hold one step, (B, ·), rewritten at every step */                                      \
+      const long cn_ix = ln_sums ? row0 : at, pre_ix = ln_sums && d_in ? row0 : at;            \
+      T *dp_t = d_pre + pre_ix * gates, *src = dp_t;                                            \
       if (ln_hh) {                                                                              \
         src = d_rec + at * gates;                                                               \
         lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev,           \
                              cells + at * hidden, cell_stats + at, cell_stats + tb + at, g_c,   \
                              rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
-                             dp_t, src, d_cn + at * hidden, g_ih ? xp + at * gates : 0, g_ih,   \
+                             dp_t, src, d_cn + cn_ix * hidden, g_ih ? xp + at * gates : 0, g_ih,   \
                              in_stats ? in_stats + at : 0, in_stats ? in_stats + tb + at : 0,   \
                              d_in ? d_in + at * gates : 0,                                      \
                              ln_sums ? ln_sums + part * 14 * hidden : 0);                       \
@@ -624,7 +627,8 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
    * With the input layer norm in the loop (g_ih), xp and in_stats as in the forward and d_in   \
    * (T, B, 4H) receives d loss / d xp. ln_sums (parts, 14H) or NULL: with layer norm, each   \
    * row range adds its rows' layer-norm parameter gradients into its row (lstm_ln_backward's   \
-   * sums). Row ranges as in the forward. */                                                    \
+   * sums); then d_cn is scratch of one step, (B, H), and with d_in so is d_pre, (B, 4H).      \
+   * Row ranges as in the forward. */                                                           \
   void lstm_sequence_backward_##SUFFIX(                                                         \
       gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
       const long *bounds, long hidden, long state, const long *batch_sizes, const T *grad_out,  \

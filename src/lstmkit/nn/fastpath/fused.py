@@ -546,11 +546,15 @@ def _sizes_tensor(batch_sizes: list[int] | None) -> Tensor | None:
     return None if batch_sizes is None else torch.tensor(batch_sizes, dtype=torch.int64)
 
 
-def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
+def _gradient_buffers(
+    v: SimpleNamespace, grads: SimpleNamespace, batch_sizes, loop_sums: bool = False
+) -> SimpleNamespace:
     """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
     with full batches every row is written, so no zero fill is needed. The ones the backward
     only reduces (never returns) are workspace (``settings.reuse_workspace``); ``pre`` is returned as
-    ``xp``'s gradient unless an input layer norm stands between them."""
+    ``xp``'s gradient unless an input layer norm stands between them. ``loop_sums``: the C loop
+    sums the layer norms' parameter gradients itself, so ``cell_norm`` (and ``pre`` with the
+    input layer norm) is scratch of one step, ``(B, ·)``, that nothing reads after the loop."""
     zero = batch_sizes is not None
 
     def new(t: Tensor) -> Tensor:
@@ -560,14 +564,20 @@ def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -
         keep = settings.reuse_workspace and t.device.type == "cpu"
         return _workspace(t, name, zero) if keep else new(t)
 
+    # d loss / d pre-activations (= d xp), internal order
+    if loop_sums:
+        pre = new(v.acts) if v.ln_ih is None else v.acts.new_empty(v.acts.shape[1:])
+        cell_norm = v.cells.new_empty(v.cells.shape[1:])
+    else:
+        pre = new(v.acts) if v.ln_ih is None else scratch(v.acts, "pre")
+        # after the cell LN
+        cell_norm = scratch(v.cells, "cell_norm") if v.ln_cell_weight is not None else None
     return SimpleNamespace(
-        # d loss / d pre-activations (= d xp), internal order
-        pre=new(v.acts) if v.ln_ih is None else scratch(v.acts, "pre"),
+        pre=pre,
         # before the recurrent LN
         rec=scratch(v.rec_pre_ln, "rec") if v.ln_hh is not None else None,
         proj_in=scratch(v.out, "proj_in") if v.weight_hr is not None else None,  # d / d r_t
-        # after the cell LN
-        cell_norm=scratch(v.cells, "cell_norm") if v.ln_cell_weight is not None else None,
+        cell_norm=cell_norm,
         carry_c=grads.c_n.clone(memory_format=torch.contiguous_format),
         carry_h=grads.h_n if v.last is None else None,  # flows into the last step
         input=None,  # d loss / d xp before the input layer norm, where the C loop computes it
@@ -616,7 +626,7 @@ def _backward_native(native: Kernels, v, grads, batch_sizes, loop_in_c: bool) ->
     when ``loop_in_c``, as the forward ran)."""
     steps, batch, _ = v.acts.shape
     ln = v.ln_hh is not None
-    b = _gradient_buffers(v, grads, batch_sizes)
+    b = _gradient_buffers(v, grads, batch_sizes, loop_sums=ln and loop_in_c)
     grad_out = grads.out.contiguous()
     if b.carry_h is not None:
         b.carry_h = b.carry_h.contiguous()
