@@ -274,6 +274,34 @@ static inline float exp_f32(float x) {
     }                                                                                           \
   }
 
+/* Backward of the input projection with one input feature, out (rows, cols) = x (rows) w (cols)
+ * + b, in one pass over its gradient g (rows, cols): gx[r] = g[r] . w, and each row range
+ * [bounds[p], bounds[p + 1]) adds its rows' sum of g[r] x[r] into gw[p] and of g[r] into gb[p]
+ * (gw, gb: (parts, cols), zeroed by the caller); the ranges run in parallel. */
+#define DEFINE_OUTER_BACKWARD(T, SUFFIX)                                                        \
+  void lstm_outer_backward_##SUFFIX(long parts, const long *bounds, long cols,                  \
+                                    const T *restrict g, const T *restrict w,                   \
+                                    const T *restrict x, T *restrict gx, T *restrict gw,        \
+                                    T *restrict gb) {                                           \
+    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
+    for (long part = 0; part < parts; ++part) {                                                 \
+      T *sw = gw + part * cols, *sb = gb + part * cols;                                         \
+      for (long r = bounds[part]; r < bounds[part + 1]; ++r) {                                  \
+        const T *gr = g + r * cols, xr = x[r];                                                  \
+        T dot = 0;                                                                              \
+        _Pragma("omp simd reduction(+ : dot)")                                                  \
+        for (long j = 0; j < cols; ++j) {                                                       \
+          dot += gr[j] * w[j];                                                                  \
+          sw[j] += gr[j] * xr;                                                                  \
+          sb[j] += gr[j];                                                                       \
+        }                                                                                       \
+        gx[r] = dot;                                                                            \
+      }                                                                                         \
+    }                                                                                           \
+  }
+DEFINE_OUTER_BACKWARD(float, f32)
+DEFINE_OUTER_BACKWARD(double, f64)
+
 DEFINE_KERNELS(float, f32, exp_f32)
 DEFINE_KERNELS(double, f64, exp)
 DEFINE_LN_KERNELS(float, f32, sqrtf)

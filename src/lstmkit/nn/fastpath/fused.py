@@ -141,9 +141,24 @@ class _OuterLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need = ctx.needs_input_grad
         flat_grad = grad.reshape(-1, grad.shape[-1])
+        native = native_kernels() if settings.native else None
         if torch.is_grad_enabled():  # double backward: differentiable products
             grad_x = flat_grad.mm(weight).view(x.shape) if need[0] else None
             grad_w = flat_grad.t().mm(x.reshape(-1, 1)) if need[1] else None
+        elif (
+            native is not None
+            and native.supports(flat_grad)
+            and x.dtype == weight.dtype == grad.dtype
+        ):
+            # one C pass over the gradient instead of two GEMVs and a sum
+            grad_x, grad_w, grad_b = native.outer_backward(
+                flat_grad, weight.reshape(-1), x.reshape(-1)
+            )
+            return (
+                grad_x.view(x.shape) if need[0] else None,
+                grad_w.unsqueeze(1) if need[1] else None,
+                grad_b if ctx.has_bias and need[2] else None,
+            )
         else:
             grad_x = flat_grad.mv(weight.reshape(-1)).view(x.shape) if need[0] else None
             grad_w = flat_grad.t().mv(x.reshape(-1)).unsqueeze(1) if need[1] else None

@@ -56,7 +56,7 @@ class Kernels:
     ) -> None:
         self._forward, self._backward, self._ln_forward, self._ln_backward = {}, {}, {}, {}
         self._seq_forward, self._seq_backward, self._gemm_check = {}, {}, {}
-        self._ln_gain_grad = {}
+        self._ln_gain_grad, self._outer_backward = {}, {}
         # Row ranges run in parallel only where the library is built with OpenMP and shares
         # torch's own OpenMP runtime (its threads, its thread count).
         self.parallel = bool(library.lstm_parallel()) and _one_openmp_runtime()
@@ -92,6 +92,11 @@ class Kernels:
                 (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 18]),
                 (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 23]),
                 (self._ln_gain_grad, "lstm_ln_gain_grad", [size, pointer, size, *[pointer] * 5]),
+                (
+                    self._outer_backward,
+                    "lstm_outer_backward",
+                    [size, pointer, size, *[pointer] * 6],
+                ),
             ):
                 function = getattr(library, f"{name}_{suffix}")
                 function.argtypes, function.restype = argtypes, None
@@ -210,6 +215,23 @@ class Kernels:
             stats[0].data_ptr(), stats[1].data_ptr(), partial_sums.data_ptr(),
         )  # fmt: skip
         return partial_sums.sum(0)
+
+    def outer_backward(self, grad: Tensor, w: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Backward of ``out = x[:, None] * w + b`` (the input projection with one feature) in one
+        pass over ``grad (N, F)``: returns the gradients of ``x (N,)``, ``w (F,)`` and ``b (F,)``;
+        rows split over threads."""
+        rows, features = grad.shape
+        grad, w, x = grad.contiguous(), w.contiguous(), x.contiguous()
+        parts = self._parts(rows // settings.parallel_min_rows, rows * features)
+        bounds = _bounds(row_ranges(rows, None, parts))
+        grad_x = grad.new_empty(rows)
+        sums = grad.new_zeros(2, len(bounds) - 1, features)
+        self._outer_backward[grad.dtype](
+            len(bounds) - 1, bounds.data_ptr(), features, grad.data_ptr(), w.data_ptr(),
+            x.data_ptr(), grad_x.data_ptr(), sums[0].data_ptr(), sums[1].data_ptr(),
+        )  # fmt: skip
+        grad_w, grad_b = (s.clone() for s in sums.sum(1))  # not views of one another
+        return grad_x, grad_w, grad_b
 
     def _parts(self, most: int, macs: int) -> int:
         """How many row ranges to run in parallel: ``torch.get_num_threads()``, at most
