@@ -53,9 +53,10 @@ def benchmark_table(name: str, metric: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     meta = data["meta"]
     lengths = "variable lengths" if meta.get("variable_lengths") else "full lengths"
+    clock = "CPU time, " if meta.get("clock") == "cpu" else ""
     lines.append("")
     lines.append(
-        f"*{metric}, medians of {meta['rounds']} interleaved rounds; ratio to `torch.nn.LSTM` "
+        f"*{metric}, {clock}medians of {meta['rounds']} interleaved rounds; ratio to `torch.nn.LSTM` "
         f"(lower is faster); {lengths}; torch {meta['torch']}, {meta['threads']} threads; "
         f"native kernels: {meta['native_kernels']}. Generated from `benchmarks/{name}`.*"
     )

@@ -396,3 +396,38 @@ def test_kept_workspace_gives_the_numbers_of_fresh_buffers(monkeypatch, lengths)
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     fused.release_workspace()
     assert not hasattr(fused._WORKSPACE, "buffers")
+
+
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_feature_projection_equals_linear(monkeypatch, native_on, dtype):
+    """With one input feature the projection runs as an outer product (`fused._OuterLinear`, its
+    backward one C pass where the kernels run): values, gradients and NaN positions equal
+    ``F.linear``'s, double backward included."""
+    monkeypatch.setattr(settings, "native", native_on)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 5, 1, dtype=dtype, generator=generator)
+    x[2, 3, 0] = float("nan")
+    weight = torch.randn(12, 1, dtype=dtype, generator=generator)
+    bias = torch.randn(12, dtype=dtype, generator=generator)
+    grad = torch.randn(7, 5, 12, dtype=dtype, generator=generator)
+    results = []
+    for project in (fused.project_input, torch.nn.functional.linear):
+        inputs = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+        out = project(*inputs)
+        results.append([out, *torch.autograd.grad(out, inputs, grad)])
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a.isnan(), b.isnan())
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, equal_nan=True)
+    # double backward (create_graph): the differentiable formulas
+    inputs = [t.clone().requires_grad_(True) for t in (x.nan_to_num(), weight, bias)]
+    first = torch.autograd.grad(fused.project_input(*inputs), inputs, grad, create_graph=True)
+    second = torch.autograd.grad(sum(g.square().sum() for g in first), inputs[:2])
+    inputs_ref = [t.detach().clone().requires_grad_(True) for t in inputs]
+    first_ref = torch.autograd.grad(
+        torch.nn.functional.linear(*inputs_ref), inputs_ref, grad, create_graph=True
+    )
+    second_ref = torch.autograd.grad(sum(g.square().sum() for g in first_ref), inputs_ref[:2])
+    for a, b in zip(second, second_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)

@@ -22,6 +22,42 @@ extern float expf(float);
 extern double exp(double);
 #endif
 
+/* float32 exp inline, so the loops below vectorise it with no call (libmvec's expf measured
+ * ~3x the time of this in the forward kernel at H=128 on AVX-512, the forward's elementwise work
+ * being about a third of its time). exp(x) = 2^n exp(r), n = rint(x / ln 2), r = x - n ln 2 in two
+ * FMA steps (Cody-Waite), exp(r) by Cephes' expf polynomial (about 1 ulp on [-ln2/2, ln2/2]).
+ * The polynomial runs on x limited to the range whose 2^n is a normal float; the special
+ * values are then set exactly as the C library's expf gives them: +inf above its overflow
+ * threshold (so exp may overflow to inf on purpose, see above), NaN for NaN, and 0 below
+ * -87.33 (where expf gives a denormal, under 1.2e-38: 1 + that is 1, so sigmoid and tanh, which
+ * only ever add it to 1, are unchanged). Nothing but this function's own polynomial sees the
+ * limited value: no clamp reaches sigmoid or tanh. */
+static inline float exp_f32(float x) {
+  const float hi = 88.72283935546875f; /* expf(x) = +inf above this */
+  const float lo = -87.33654475f;      /* below: 2^n would be denormal */
+  float xc = x > hi ? hi : x;
+  xc = xc < lo ? lo : xc;
+  xc = x != x ? 0.0f : xc;
+  float n = __builtin_rintf(xc * 1.44269504088896341f);
+  float r = __builtin_fmaf(-n, 0.693359375f, xc);
+  r = __builtin_fmaf(-n, -2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = __builtin_fmaf(p, r, 1.3981999507e-3f);
+  p = __builtin_fmaf(p, r, 8.3334519073e-3f);
+  p = __builtin_fmaf(p, r, 4.1665795894e-2f);
+  p = __builtin_fmaf(p, r, 1.6666665459e-1f);
+  p = __builtin_fmaf(p, r, 5.0000001201e-1f);
+  p = __builtin_fmaf(p * r, r, r) + 1.0f;
+  /* 2^n for n in [-126, 128]: 2^128 (n at hi) is built as 2 * 2^127 */
+  int e = (int)n;
+  int half = e >> 1;
+  union { int i; float f; } a = {(half + 127) << 23}, b = {(e - half + 127) << 23};
+  float y = p * a.f * b.f;
+  y = x > hi ? (float)INFINITY : y;
+  y = x < lo ? 0.0f : y;
+  return x != x ? x : y;
+}
+
 #define DEFINE_KERNELS(T, SUFFIX, EXP)                                                          \
   static inline T sigmoid_##SUFFIX(T x) { return (T)1 / ((T)1 + EXP(-x)); }                 \
   static inline T tanh_##SUFFIX(T x) {                                                          \
@@ -133,7 +169,9 @@ extern double exp(double);
   /* Outputs d_pre (4H, d loss / d pre-activation), d_z (4H, before the recurrent LN) and    \
    * d_cn (H, after the cell LN, for its gain and bias); carry: d/dc_t in, d/dc_{t-1} out.     \
    * With input LN (g_ih non-NULL; xp, x_mean, x_rstd as in the forward) also d_x (4H, before  \
-   * the input LN). */                                                                          \
+   * the input LN). sums (or NULL): the layer norms' parameter gradients of these rows are     \
+   * added into it, (14H,): the gains of the recurrent LN (4H) and the cell LN (H), the cell LN's \
+   * bias (H), then with input LN its gain and bias (4H each), while the rows are in cache. */   \
   void lstm_ln_backward_##SUFFIX(                                                               \
       long rows, long hidden, const T *restrict dh_a, const T *restrict dh_b,                   \
       T *restrict carry, const T *restrict acts, const T *restrict s, const T *restrict c_prev, \
@@ -141,7 +179,7 @@ extern double exp(double);
       const T *restrict g_c, const T *restrict z, const T *restrict z_mean,                     \
       const T *restrict z_rstd, const T *restrict g_hh, T *restrict d_pre, T *restrict d_z,     \
       T *restrict d_cn, const T *restrict xp, const T *restrict g_ih,                           \
-      const T *restrict x_mean, const T *restrict x_rstd, T *restrict d_x) {                    \
+      const T *restrict x_mean, const T *restrict x_rstd, T *restrict d_x, T *restrict sums) { \
     long gates = 4 * hidden;                                                                    \
     for (long r = 0; r < rows; ++r) {                                                           \
       const T *da = dh_a + r * hidden, *db = dh_b ? dh_b + r * hidden : da;                     \
@@ -197,6 +235,25 @@ extern double exp(double);
         for (long k = 0; k < gates; ++k)                                                        \
           dx4[k] = xr * (d4[k] * g_ih[k] - xsum1 - (x4[k] - xm) * xr * xsum2);                  \
       }                                                                                         \
+      if (sums) {                                                                               \
+        T *s_hh = sums, *s_cg = sums + gates, *s_cb = s_cg + hidden;                            \
+        _Pragma("omp simd")                                                                     \
+        for (long k = 0; k < gates; ++k) s_hh[k] += d4[k] * (z4[k] - zm) * zr;                  \
+        _Pragma("omp simd")                                                                     \
+        for (long j = 0; j < hidden; ++j) {                                                     \
+          s_cg[j] += dn[j] * (cr[j] - cm) * crs;                                                \
+          s_cb[j] += dn[j];                                                                     \
+        }                                                                                       \
+        if (g_ih) {                                                                             \
+          const T *x4 = xp + r * gates, xm = x_mean[r], xr = x_rstd[r];                         \
+          T *s_ig = s_cb + hidden, *s_ib = s_ig + gates;                                        \
+          _Pragma("omp simd")                                                                   \
+          for (long k = 0; k < gates; ++k) {                                                    \
+            s_ig[k] += d4[k] * (x4[k] - xm) * xr;                                               \
+            s_ib[k] += d4[k];                                                                   \
+          }                                                                                     \
+        }                                                                                       \
+      }                                                                                         \
     }                                                                                           \
   }                                                                                           \
   /* out (parts, features): row p holds the sum over rows [bounds[p], bounds[p + 1]) of         \
@@ -217,7 +274,35 @@ extern double exp(double);
     }                                                                                           \
   }
 
-DEFINE_KERNELS(float, f32, expf)
+/* Backward of the input projection with one input feature, out (rows, cols) = x (rows) w (cols)
+ * + b, in one pass over its gradient g (rows, cols): gx[r] = g[r] . w, and each row range
+ * [bounds[p], bounds[p + 1]) adds its rows' sum of g[r] x[r] into gw[p] and of g[r] into gb[p]
+ * (gw, gb: (parts, cols), zeroed by the caller); the ranges run in parallel. */
+#define DEFINE_OUTER_BACKWARD(T, SUFFIX)                                                        \
+  void lstm_outer_backward_##SUFFIX(long parts, const long *bounds, long cols,                  \
+                                    const T *restrict g, const T *restrict w,                   \
+                                    const T *restrict x, T *restrict gx, T *restrict gw,        \
+                                    T *restrict gb) {                                           \
+    _Pragma("omp parallel for num_threads(parts) schedule(static, 1)")                          \
+    for (long part = 0; part < parts; ++part) {                                                 \
+      T *sw = gw + part * cols, *sb = gb + part * cols;                                         \
+      for (long r = bounds[part]; r < bounds[part + 1]; ++r) {                                  \
+        const T *gr = g + r * cols, xr = x[r];                                                  \
+        T dot = 0;                                                                              \
+        _Pragma("omp simd reduction(+ : dot)")                                                  \
+        for (long j = 0; j < cols; ++j) {                                                       \
+          dot += gr[j] * w[j];                                                                  \
+          sw[j] += gr[j] * xr;                                                                  \
+          sb[j] += gr[j];                                                                       \
+        }                                                                                       \
+        gx[r] = dot;                                                                            \
+      }                                                                                         \
+    }                                                                                           \
+  }
+DEFINE_OUTER_BACKWARD(float, f32)
+DEFINE_OUTER_BACKWARD(double, f64)
+
+DEFINE_KERNELS(float, f32, exp_f32)
 DEFINE_KERNELS(double, f64, exp)
 DEFINE_LN_KERNELS(float, f32, sqrtf)
 DEFINE_LN_KERNELS(double, f64, sqrt)
@@ -471,15 +556,19 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
       }                                                                                         \
       const T *c_prev = t ? cells + (at - batch) * hidden : c0 + row0 * hidden;                 \
       const T *a_t = acts + at * gates, *s_t = tanh_cells + at * hidden;                        \
-      T *dp_t = d_pre + at * gates, *src = dp_t;                                                \
+      /* with ln_sums, nothing after the loop reads d_cn, nor d_pre when d_in is given: they   \
+       * hold one step, (B, ·), rewritten at every step */                                      \
+      const long cn_ix = ln_sums ? row0 : at, pre_ix = ln_sums && d_in ? row0 : at;            \
+      T *dp_t = d_pre + pre_ix * gates, *src = dp_t;                                            \
       if (ln_hh) {                                                                              \
         src = d_rec + at * gates;                                                               \
         lstm_ln_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev,           \
                              cells + at * hidden, cell_stats + at, cell_stats + tb + at, g_c,   \
                              rec_pre_ln + at * gates, rec_stats + at, rec_stats + tb + at, ln_hh,\
-                             dp_t, src, d_cn + at * hidden, g_ih ? xp + at * gates : 0, g_ih,   \
+                             dp_t, src, d_cn + cn_ix * hidden, g_ih ? xp + at * gates : 0, g_ih,   \
                              in_stats ? in_stats + at : 0, in_stats ? in_stats + tb + at : 0,   \
-                             d_in ? d_in + at * gates : 0);                                     \
+                             d_in ? d_in + at * gates : 0,                                      \
+                             ln_sums ? ln_sums + part * 14 * hidden : 0);                       \
       } else {                                                                                  \
         lstm_backward_##SUFFIX(n, hidden, dh_a, dh_b, carry_c_r, a_t, s_t, c_prev, dp_t);       \
       }                                                                                         \
@@ -564,7 +653,10 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
    * (B, H): with projection only. d_rec (T, B, 4H) and d_cn (T, B, H): with layer norm only.   \
    * Rows of an output that no step touches are left as they are (the caller zeroes them).      \
    * With the input layer norm in the loop (g_ih), xp and in_stats as in the forward and d_in   \
-   * (T, B, 4H) receives d loss / d xp. Row ranges as in the forward. */                        \
+   * (T, B, 4H) receives d loss / d xp. ln_sums (parts, 14H) or NULL: with layer norm, each   \
+   * row range adds its rows' layer-norm parameter gradients into its row (lstm_ln_backward's   \
+   * sums); then d_cn is scratch of one step, (B, H), and with d_in so is d_pre, (B, 4H).      \
+   * Row ranges as in the forward. */                                                           \
   void lstm_sequence_backward_##SUFFIX(                                                         \
       gemm_##SUFFIX gemm, compute_##SUFFIX compute, panel_##SUFFIX panel, long steps, long batch, long parts,\
       const long *bounds, long hidden, long state, const long *batch_sizes, const T *grad_out,  \
@@ -572,7 +664,7 @@ void lstm_panel_gemm_tn_f32(long parts, const long *bounds, long n, long k, cons
       const T *w_hh, const T *w_hh_packed, const T *w_hr, const T *w_hr_packed, T *proj_in, T *dh,\
       T *d_pre, const T *ln_hh, const T *g_c, const T *rec_pre_ln, const T *rec_stats,          \
       const T *cell_stats, T *d_rec, T *d_cn, const T *xp, const T *g_ih, const T *in_stats,    \
-      T *d_in) {                                                                                \
+      T *d_in, T *ln_sums) {                                                                    \
     const long gates = 4 * hidden, tb = steps * batch;                                          \
     const blas_##SUFFIX blas = {gemm, compute, panel};                                          \
     if (parts == 1) { /* no OpenMP region: a BLAS called inside one would start a nested team */\

@@ -106,19 +106,64 @@ def project_input(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """The input projection of all steps at once: ``x (T, B, C) @ weight.T + bias -> (T, B, 4H)``.
 
     On CPU float32 above the oneDNN threshold it runs as one packed oneDNN GEMM (measured 1.6x
-    faster than torch's at (16384 x 256) @ (256 x 1024)); elsewhere ``F.linear``.
+    faster than torch's at (16384 x 256) @ (256 x 1024)); with one input feature as an outer
+    product (`_OuterLinear`); elsewhere ``F.linear``.
     """
     rows = x.shape[0] * x.shape[1]
+    eager = not torch.compiler.is_compiling() and not functorch_active()
+    if x.shape[-1] == 1 and eager and torch.autograd.forward_ad._current_level < 0:
+        return _OuterLinear.apply(x, weight, bias)
     if (
         _use_onednn()
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and rows * weight.numel() >= settings.onednn_min_macs
-        and not torch.compiler.is_compiling()
-        and not functorch_active()
+        and eager
     ):
         return _PackedLinear.apply(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)
+
+
+class _OuterLinear(torch.autograd.Function):
+    """``x @ weight.T + bias`` over ``(T, B, 1)``: one input feature makes the projection an
+    outer product, elementwise forward (``addcmul``) and GEMVs backward, where a GEMM call (and
+    oneDNN's weight packing) cost 2x more at (3200 x 1) @ (1 x 512)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        row = weight.reshape(-1)
+        return torch.mul(x, row) if bias is None else torch.addcmul(bias, x, row)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        native = native_kernels() if settings.native else None
+        if torch.is_grad_enabled():  # double backward: differentiable products
+            grad_x = flat_grad.mm(weight).view(x.shape) if need[0] else None
+            grad_w = flat_grad.t().mm(x.reshape(-1, 1)) if need[1] else None
+        elif (
+            native is not None
+            and native.supports(flat_grad)
+            and x.dtype == weight.dtype == grad.dtype
+        ):
+            # one C pass over the gradient instead of two GEMVs and a sum
+            grad_x, grad_w, grad_b = native.outer_backward(
+                flat_grad, weight.reshape(-1), x.reshape(-1)
+            )
+            return (
+                grad_x.view(x.shape) if need[0] else None,
+                grad_w.unsqueeze(1) if need[1] else None,
+                grad_b if ctx.has_bias and need[2] else None,
+            )
+        else:
+            grad_x = flat_grad.mv(weight.reshape(-1)).view(x.shape) if need[0] else None
+            grad_w = flat_grad.t().mv(x.reshape(-1)).unsqueeze(1) if need[1] else None
+        grad_b = flat_grad.sum(0) if ctx.has_bias and need[2] else None
+        return grad_x, grad_w, grad_b
 
 
 class _PackedLinear(torch.autograd.Function):
@@ -516,11 +561,15 @@ def _sizes_tensor(batch_sizes: list[int] | None) -> Tensor | None:
     return None if batch_sizes is None else torch.tensor(batch_sizes, dtype=torch.int64)
 
 
-def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -> SimpleNamespace:
+def _gradient_buffers(
+    v: SimpleNamespace, grads: SimpleNamespace, batch_sizes, loop_sums: bool = False
+) -> SimpleNamespace:
     """Buffers the loop fills. With variable lengths, rows inactive at a step must stay zero;
     with full batches every row is written, so no zero fill is needed. The ones the backward
     only reduces (never returns) are workspace (``settings.reuse_workspace``); ``pre`` is returned as
-    ``xp``'s gradient unless an input layer norm stands between them."""
+    ``xp``'s gradient unless an input layer norm stands between them. ``loop_sums``: the C loop
+    sums the layer norms' parameter gradients itself, so ``cell_norm`` (and ``pre`` with the
+    input layer norm) is scratch of one step, ``(B, ·)``, that nothing reads after the loop."""
     zero = batch_sizes is not None
 
     def new(t: Tensor) -> Tensor:
@@ -530,17 +579,24 @@ def _gradient_buffers(v: SimpleNamespace, grads: SimpleNamespace, batch_sizes) -
         keep = settings.reuse_workspace and t.device.type == "cpu"
         return _workspace(t, name, zero) if keep else new(t)
 
+    # d loss / d pre-activations (= d xp), internal order
+    if loop_sums:
+        pre = new(v.acts) if v.ln_ih is None else v.acts.new_empty(v.acts.shape[1:])
+        cell_norm = v.cells.new_empty(v.cells.shape[1:])
+    else:
+        pre = new(v.acts) if v.ln_ih is None else scratch(v.acts, "pre")
+        # after the cell LN
+        cell_norm = scratch(v.cells, "cell_norm") if v.ln_cell_weight is not None else None
     return SimpleNamespace(
-        # d loss / d pre-activations (= d xp), internal order
-        pre=new(v.acts) if v.ln_ih is None else scratch(v.acts, "pre"),
+        pre=pre,
         # before the recurrent LN
         rec=scratch(v.rec_pre_ln, "rec") if v.ln_hh is not None else None,
         proj_in=scratch(v.out, "proj_in") if v.weight_hr is not None else None,  # d / d r_t
-        # after the cell LN
-        cell_norm=scratch(v.cells, "cell_norm") if v.ln_cell_weight is not None else None,
+        cell_norm=cell_norm,
         carry_c=grads.c_n.clone(memory_format=torch.contiguous_format),
         carry_h=grads.h_n if v.last is None else None,  # flows into the last step
         input=None,  # d loss / d xp before the input layer norm, where the C loop computes it
+        ln_sums=None,  # layer-norm parameter gradients by name, where the C loop summed them
     )
 
 
@@ -585,7 +641,7 @@ def _backward_native(native: Kernels, v, grads, batch_sizes, loop_in_c: bool) ->
     when ``loop_in_c``, as the forward ran)."""
     steps, batch, _ = v.acts.shape
     ln = v.ln_hh is not None
-    b = _gradient_buffers(v, grads, batch_sizes)
+    b = _gradient_buffers(v, grads, batch_sizes, loop_sums=ln and loop_in_c)
     grad_out = grads.out.contiguous()
     if b.carry_h is not None:
         b.carry_h = b.carry_h.contiguous()
@@ -614,6 +670,13 @@ def _backward_native(native: Kernels, v, grads, batch_sizes, loop_in_c: bool) ->
             b.proj_in, b.pre, ln_buffers,
         )  # fmt: skip
         b.carry_h = carry_h
+        if ln:  # the layer norms' parameter gradients, summed in the loop (each its own
+            # tensor: an operator's outputs never alias one another)
+            hidden = v.acts.shape[-1] // 4
+            sizes = (4 * hidden, hidden, hidden, 4 * hidden, 4 * hidden)
+            names = ("ln_hh", "ln_cell_weight", "ln_cell_bias", "ln_ih", "ln_ih_bias")
+            parts = ln_buffers.sums.split(sizes)
+            b.ln_sums = {name: part.clone() for name, part in zip(names, parts, strict=True)}
         return b
 
     recurrent_t = StepMatmul(v.weight_hh.t(), batch)
@@ -741,6 +804,9 @@ def _input_norm_grads(need: dict[str, bool], v, b) -> tuple[Tensor | None, ...]:
         return b.pre, None, None
     need_bias = v.ln_ih_bias is not None and need["ln_ih_bias"]
     if b.input is not None:  # the C loop did the layer norm's backward for xp
+        if b.ln_sums is not None:  # ... and summed its parameters' gradients
+            grad_gain = b.ln_sums["ln_ih"] if need["ln_ih"] else None
+            return b.input, grad_gain, b.ln_sums["ln_ih_bias"] if need_bias else None
         grad_gain = _layer_norm_gain_grad(b.pre, v.xp_raw, v.in_stats) if need["ln_ih"] else None
         grad_bias = b.pre.sum((0, 1)) if need_bias else None
         return b.input, grad_gain, grad_bias
@@ -776,9 +842,13 @@ def _parameter_grads(need: dict[str, bool], v, b) -> dict[str, Tensor | None]:
         if steps > 1:
             grad_if += (d_if[1:] * v.cells[:-1].unsqueeze(2)).sum((0, 1))
         grad_peephole = torch.cat((grad_if, (d_o * v.fresh).sum((0, 1)).unsqueeze(0)))
-    if v.ln_hh is not None and need["ln_hh"]:
+    if b.ln_sums is not None:  # summed in the C loop
+        sums = {name: grad if need[name] else None for name, grad in b.ln_sums.items()}
+        grad_ln_hh, grad_ln_cw = sums["ln_hh"], sums["ln_cell_weight"]
+        grad_ln_cb = sums["ln_cell_bias"]
+    elif v.ln_hh is not None and need["ln_hh"]:
         grad_ln_hh = _layer_norm_gain_grad(b.pre, v.rec_pre_ln, v.rec_stats)
-    if v.ln_cell_weight is not None:
+    if v.ln_cell_weight is not None and b.ln_sums is None:
         if need["ln_cell_weight"]:
             grad_ln_cw = _layer_norm_gain_grad(b.cell_norm, v.fresh, v.cell_stats)
         if need["ln_cell_bias"]:

@@ -56,7 +56,7 @@ class Kernels:
     ) -> None:
         self._forward, self._backward, self._ln_forward, self._ln_backward = {}, {}, {}, {}
         self._seq_forward, self._seq_backward, self._gemm_check = {}, {}, {}
-        self._ln_gain_grad = {}
+        self._ln_gain_grad, self._outer_backward = {}, {}
         # Row ranges run in parallel only where the library is built with OpenMP and shares
         # torch's own OpenMP runtime (its threads, its thread count).
         self.parallel = bool(library.lstm_parallel()) and _one_openmp_runtime()
@@ -84,14 +84,19 @@ class Kernels:
                 (
                     self._seq_backward,
                     "lstm_sequence_backward",
-                    [*[pointer] * 3, *[size] * 3, pointer, *[size] * 2, *[pointer] * 26],
+                    [*[pointer] * 3, *[size] * 3, pointer, *[size] * 2, *[pointer] * 27],
                 ),
                 (self._gemm_check, "gemm_check", [*[pointer] * 3, *[size] * 3, *[pointer] * 4]),
                 (self._forward, "lstm_forward", [size, size, *[pointer] * 7]),
                 (self._backward, "lstm_backward", [size, size, *[pointer] * 7]),
                 (self._ln_forward, "lstm_ln_forward", [size, size, real, *[pointer] * 18]),
-                (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 22]),
+                (self._ln_backward, "lstm_ln_backward", [size, size, *[pointer] * 23]),
                 (self._ln_gain_grad, "lstm_ln_gain_grad", [size, pointer, size, *[pointer] * 5]),
+                (
+                    self._outer_backward,
+                    "lstm_outer_backward",
+                    [size, pointer, size, *[pointer] * 6],
+                ),
             ):
                 function = getattr(library, f"{name}_{suffix}")
                 function.argtypes, function.restype = argtypes, None
@@ -211,6 +216,23 @@ class Kernels:
         )  # fmt: skip
         return partial_sums.sum(0)
 
+    def outer_backward(self, grad: Tensor, w: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Backward of ``out = x[:, None] * w + b`` (the input projection with one feature) in one
+        pass over ``grad (N, F)``: returns the gradients of ``x (N,)``, ``w (F,)`` and ``b (F,)``;
+        rows split over threads."""
+        rows, features = grad.shape
+        grad, w, x = grad.contiguous(), w.contiguous(), x.contiguous()
+        parts = self._parts(rows // settings.parallel_min_rows, rows * features)
+        bounds = _bounds(row_ranges(rows, None, parts))
+        grad_x = grad.new_empty(rows)
+        sums = grad.new_zeros(2, len(bounds) - 1, features)
+        self._outer_backward[grad.dtype](
+            len(bounds) - 1, bounds.data_ptr(), features, grad.data_ptr(), w.data_ptr(),
+            x.data_ptr(), grad_x.data_ptr(), sums[0].data_ptr(), sums[1].data_ptr(),
+        )  # fmt: skip
+        grad_w, grad_b = (s.clone() for s in sums.sum(1))  # not views of one another
+        return grad_x, grad_w, grad_b
+
     def _parts(self, most: int, macs: int) -> int:
         """How many row ranges to run in parallel: ``torch.get_num_threads()``, at most
         ``most``, and 1 without OpenMP or below ``settings.parallel_min_macs`` multiply-adds."""
@@ -281,7 +303,10 @@ class Kernels:
         ``h0``'s; ``carry_c (B, H)``: in, ``c_n``'s, out, ``c0``'s. Outputs ``d_pre`` (= d xp)
         and, with ``weight_hr``, ``proj_in (T, B, P)``. ``ln`` as in `sequence_forward` plus the
         outputs ``d_rec (T, B, 4H)`` and ``d_cn (T, B, H)``; with ``ln_ih`` also ``xp`` (as the
-        forward got it) and the output ``d_in (T, B, 4H)``, the gradient of ``xp``.
+        forward got it) and the output ``d_in (T, B, 4H)``, the gradient of ``xp``. With ``ln``
+        this also sets ``ln.sums (14H,)``: the layer norms' parameter gradients, summed in the
+        loop: the gains of the recurrent LN (4H) and of the cell LN (H), the cell LN's bias
+        (H), then (with ``ln_ih``) the input LN's gain and bias (4H each; else zeros).
         """
         steps, batch, gates = acts.shape
         dh = acts.new_empty(batch, gates // 4) if weight_hr is not None else None
@@ -292,6 +317,7 @@ class Kernels:
             None if weight_hr is None else blas.pack(weight_hr, transposed=False, rows=batch)
         )
         bounds = self._row_bounds(blas, batch_sizes, steps, batch, gates * carry_h.shape[-1])
+        sums = None if ln is None else acts.new_zeros(len(bounds) - 1, 14 * (gates // 4))
         self._seq_backward[acts.dtype](
             *blas.functions, steps, batch, len(bounds) - 1, bounds.data_ptr(),
             gates // 4, carry_h.shape[-1],
@@ -302,8 +328,10 @@ class Kernels:
                 _ptr(getattr(ln, name, None))
                 for name in ("ln_hh", "cell_weight", "rec_pre_ln", "rec_stats", "cell_stats",
                              "d_rec", "d_cn", "xp", "ln_ih", "in_stats", "d_in")
-            ),
+            ), _ptr(sums),
         )  # fmt: skip
+        if ln is not None:
+            ln.sums = sums.sum(0) if sums.shape[0] > 1 else sums[0]
 
     def _row_bounds(
         self, blas: Blas, batch_sizes: Tensor | None, steps: int, batch: int, macs_per_row: int
@@ -369,7 +397,7 @@ class Kernels:
             carry.data_ptr(), acts.data_ptr(), s.data_ptr(), c_prev.data_ptr(), c.data_ptr(),
             c_stats[0].data_ptr(), c_stats[1].data_ptr(), g_c.data_ptr(), z.data_ptr(),
             z_stats[0].data_ptr(), z_stats[1].data_ptr(), g_hh.data_ptr(), d_pre.data_ptr(),
-            d_z.data_ptr(), d_cn.data_ptr(), None, None, None, None, None,
+            d_z.data_ptr(), d_cn.data_ptr(), None, None, None, None, None, None,
         )  # fmt: skip
 
 
