@@ -175,6 +175,7 @@ def test_a_classifier_with_a_front_end_trains_and_round_trips_a_checkpoint(tmp_p
         torch.testing.assert_close(restored(x, lengths), model(x, lengths))
 
 
+@pytest.mark.slow  # end to end through the configs; make test runs it
 def test_model_frontend_conv_trains_and_evaluates_from_the_command_configs(cfg_factory, tmp_path):
     """``model/frontend=conv`` through ``train(cfg)``, then ``lstmkit-eval`` on its checkpoint."""
     cfg = cfg_factory("data=waveform", "model=classifier", "model/frontend=conv",
@@ -207,6 +208,7 @@ def test_an_auto_front_end_is_left_out_where_the_task_needs_every_step(kwargs):
                            frontend={**FRONT, "auto": "yes"})  # fmt: skip
 
 
+@pytest.mark.slow  # end to end through the configs; make test runs it
 def test_the_classifier_config_uses_the_front_end_where_it_can(cfg_factory):
     """model=classifier defaults to model/frontend=auto: a front end for whole-sequence labels,
     none (and no error) for per-step labels."""

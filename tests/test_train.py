@@ -162,6 +162,7 @@ def test_patience_auto_is_resolved_from_the_training_split(cfg_factory, tmp_path
     assert saved.model.scheduler.patience == 16
 
 
+@pytest.mark.slow  # end to end through the configs; make test runs it
 def test_without_validation_the_default_scheduler_is_left_out(cfg_factory, tmp_path, caplog):
     from omegaconf import OmegaConf
 

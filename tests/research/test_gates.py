@@ -131,6 +131,7 @@ def test_lstmkit_inspect_on_a_finished_run(adding_run, tmp_path):
     GlobalHydra.instance().clear()
 
 
+@pytest.mark.slow  # end to end through the configs; make test runs it
 def test_gates_of_a_model_with_a_front_end_are_over_the_encoder_steps(tmp_path):
     """With a convolutional front end the encoder reads T' = front.output_length(T) steps: the
     recording, its last valid step (h_n) and the report use those steps and lengths."""
