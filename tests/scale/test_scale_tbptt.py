@@ -117,6 +117,7 @@ def test_tbptt_learns_long_delayed_labels():
     assert metrics["val/acc"] > 0.95  # chance: 0.5
 
 
+@pytest.mark.slow  # a learning run; make test runs it
 def test_tbptt_sine_forecast_learns():
     dm = SineDataModule(
         seq_len=500, horizon=1, num_train=512, num_val=128, num_test=128, batch_size=32
@@ -133,6 +134,7 @@ def test_tbptt_sine_forecast_learns():
     assert mse < 0.5 * dm.trivial_baseline()["test/mse"]
 
 
+@pytest.mark.slow  # a learning run; make test runs it
 def test_stateful_stream_learns_and_batches_are_consecutive():
     dm = StreamDataModule(series_len=8000, window=20, num_streams=8, seed=0)
     it = iter(dm.train_dataloader())
