@@ -1,4 +1,5 @@
-"""Run infrastructure the commands share: config and override checks (`config_checks`,
+"""Run infrastructure the commands share: what they run (`training`, `evaluation`,
+`ensembles`), config and override checks (`config_checks`,
 `override_checks`, `_config_dir`), run folders and their guards (`runs`, `guards`), checkpoints
 read safely (`checkpoints`), callbacks (`callbacks`), determinism and DDP set-up
 (`determinism`, `distributed`) and the figures (`plots`).
