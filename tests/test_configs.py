@@ -37,16 +37,25 @@ DATA_REQUIRED = {
 }
 
 
-@pytest.mark.parametrize("name", group_options("data"))
+MODEL_ENCODER_PAIRS = [
+    (m, e) for m in group_options("model") for e in group_options("model/encoder")
+]
+
+
+@pytest.mark.parametrize(
+    "name", sampled_grid(group_options("data"), group_options("data"), every=2)
+)
 def test_every_data_config_instantiates(cfg_factory, name):
     cfg = cfg_factory(f"data={name}", *DATA_REQUIRED.get(name, ()), shrink=False)
     datamodule = instantiate(cfg.data)
     assert type(datamodule).__name__.endswith("DataModule")
 
 
-@pytest.mark.parametrize("encoder", group_options("model/encoder"))
-@pytest.mark.parametrize("model", group_options("model"))
-def test_every_model_and_encoder_config_instantiates(cfg_factory, model, encoder):
+@pytest.mark.parametrize(
+    "pair", sampled_grid(MODEL_ENCODER_PAIRS, [f"{m}-{e}" for m, e in MODEL_ENCODER_PAIRS], every=2)
+)
+def test_every_model_and_encoder_config_instantiates(cfg_factory, pair):
+    model, encoder = pair
     cfg = cfg_factory(f"model={model}", f"model/encoder={encoder}")
     sizes = {"input_size": 3}
     sizes.update({"num_classes": 4} if model == "classifier" else {"output_size": 2, "horizon": 3})

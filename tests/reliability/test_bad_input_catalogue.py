@@ -737,7 +737,7 @@ def _run(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
     return run_in_process(command, lambda: fn(cfg), capsys)
 
 
-@pytest.mark.parametrize("case", sampled_grid(CASES, [c.id for c in CASES], every=4))
+@pytest.mark.parametrize("case", sampled_grid(CASES, [c.id for c in CASES], every=6))
 def test_bad_input_one_line_exit_2_nothing_written(
     case, user, trained, tmp_path, capsys, monkeypatch
 ):

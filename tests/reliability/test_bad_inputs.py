@@ -271,7 +271,7 @@ def _run_case(case: Case, args: list[str], run_dir: Path, capsys) -> tuple[int, 
     raise AssertionError(case.kind)
 
 
-@pytest.mark.parametrize("case", sampled_grid(CASES, [c.id for c in CASES], every=4))
+@pytest.mark.parametrize("case", sampled_grid(CASES, [c.id for c in CASES], every=6))
 def test_bad_input_stops_before_training_and_touches_nothing(case, user, trained, tmp_path, capsys):
     args = _format(case.args, user, trained, tmp_path)
     before = snapshot(user)
