@@ -76,12 +76,8 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     runs.save_resolved_config(cfg, output_dir)
     log.info("Testing %s on %s", ckpt_path, type(datamodule).__name__)
     trainer.test(model=model, datamodule=datamodule, verbose=False)
-    test_metrics = {
-        k: v for k, v in runs.tensor_metrics(trainer.callback_metrics).items()
-        if k.startswith("test/")
-    }  # fmt: skip
-    baseline = datamodule.trivial_baseline() if hasattr(datamodule, "trivial_baseline") else {}
-    description = getattr(datamodule, "baseline_description", "")
+    test_metrics = runs.test_metrics(trainer)
+    baseline, description = runs.trivial_baseline(datamodule)
     runs.write_metrics_json(
         output_dir,
         {

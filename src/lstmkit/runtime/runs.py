@@ -315,6 +315,19 @@ def tensor_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items()) if not k.endswith("_step")}
 
 
+def test_metrics(trainer: Trainer) -> dict[str, float]:
+    """The ``test/`` metrics of the trainer's last test run, as floats."""
+    return {
+        k: v for k, v in tensor_metrics(trainer.callback_metrics).items() if k.startswith("test/")
+    }
+
+
+def trivial_baseline(datamodule: LightningDataModule) -> tuple[dict[str, float], str]:
+    """``(test metrics, description)`` of the datamodule's naive baseline (empty if none)."""
+    baseline = datamodule.trivial_baseline() if hasattr(datamodule, "trivial_baseline") else {}
+    return baseline, getattr(datamodule, "baseline_description", "")
+
+
 @torch.no_grad()
 def predict(model: LightningModule, datamodule: LightningDataModule) -> dict[str, torch.Tensor]:
     """Run ``predict_step`` over the test split; concatenated outputs (original units)."""

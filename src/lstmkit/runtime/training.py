@@ -109,13 +109,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                 verbose=False,
                 weights_only=True,
             )
-        test_metrics = {
-            k: v for k, v in runs.tensor_metrics(trainer.callback_metrics).items()
-            if k.startswith("test/")
-        }  # fmt: skip
+        test_metrics = runs.test_metrics(trainer)
 
-    baseline = datamodule.trivial_baseline() if hasattr(datamodule, "trivial_baseline") else {}
-    description = getattr(datamodule, "baseline_description", "")
+    baseline, description = runs.trivial_baseline(datamodule)
     runs.write_metrics_json(
         output_dir,
         {
